@@ -1,0 +1,1 @@
+"""The ``safeguard`` command: thin verbs over the library (see :mod:`safeguard.cli.main`)."""
