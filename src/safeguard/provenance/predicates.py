@@ -1,0 +1,537 @@
+"""Predicates for the four kinds of manifest, an explicit registry, and their schemas.
+
+========== ======================================================== =====================
+kind       predicateType                                            subject
+========== ======================================================== =====================
+dataset    ``https://safeguard-ai.github.io/provenance/dataset/v1``    the data file(s)
+scrub      ``https://safeguard-ai.github.io/provenance/scrub/v1``      the scrubbed output(s)
+training   ``https://slsa.dev/provenance/v1`` (SLSA Provenance v1)  the model folder
+generation ``https://safeguard-ai.github.io/provenance/generation/v1`` the generated text
+========== ======================================================== =====================
+
+Builders take plain data (numbers, dicts read from the other modules' JSON
+reports) and never import :mod:`safeguard.pii`, :mod:`safeguard.privacy` or
+:mod:`safeguard.watermark`. Schemas are pydantic models: required fields and
+types are checked, extra fields are kept (predicates may grow), and no field
+may carry key material (:func:`find_secrets`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from safeguard.errors import DataError
+
+__all__ = [
+    "C2PA_TRAINED_ALGORITHMIC_MEDIA",
+    "DATASET_PREDICATE",
+    "GENERATION_PREDICATE",
+    "MERKLE_ALGORITHM",
+    "SCRUB_PREDICATE",
+    "SLSA_PROVENANCE_V1",
+    "TRAINING_BUILD_TYPE",
+    "PredicateKind",
+    "PredicateSchemaError",
+    "PredicateSpec",
+    "UnknownPredicateError",
+    "dataset_predicate",
+    "find_secrets",
+    "generation_predicate",
+    "get_predicate",
+    "kind_of",
+    "known_predicates",
+    "register_predicate",
+    "scrub_predicate",
+    "training_predicate",
+    "validate_predicate",
+]
+
+_BASE = "https://safeguard-ai.github.io/provenance"
+DATASET_PREDICATE = f"{_BASE}/dataset/v1"
+SCRUB_PREDICATE = f"{_BASE}/scrub/v1"
+GENERATION_PREDICATE = f"{_BASE}/generation/v1"
+SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
+#: buildType of a safeguard DP fine-tuning run inside a SLSA Provenance v1 predicate.
+TRAINING_BUILD_TYPE = f"{_BASE}/dp-training/v1"
+#: IPTC digital source type that C2PA uses for generative-AI output.
+C2PA_TRAINED_ALGORITHMIC_MEDIA = (
+    "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+)
+#: Merkle construction used for dataset roots.
+MERKLE_ALGORITHM = "rfc6962-sha256"
+
+PredicateKind = Literal["dataset", "scrub", "training", "generation"]
+
+
+class PredicateSchemaError(DataError):
+    """A predicate does not match the schema of its predicate type."""
+
+
+class UnknownPredicateError(DataError):
+    """A manifest's predicateType (or a kind name) is not registered."""
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Digest(_Open):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class _Resource(_Open):
+    name: str | None = None
+    uri: str | None = None
+    digest: _Digest
+    annotations: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Source(_Open):
+    uri: str = Field(min_length=1)
+    license: str | None = None
+    digest: _Digest | None = None
+
+
+class _Merkle(_Open):
+    algorithm: Literal["rfc6962-sha256"]
+    root: str = Field(pattern=r"^[0-9a-f]{64}$")
+    tree_size: int = Field(ge=0)
+    record_encoding: str
+
+
+class DatasetSchema(_Open):
+    """Schema of the dataset predicate."""
+
+    name: str = Field(min_length=1)
+    sources: list[_Source] = Field(default_factory=list)
+    licenses: list[str] = Field(default_factory=list)
+    record_count: int = Field(ge=0)
+    merkle: _Merkle
+
+
+class _PolicyRef(_Open):
+    name: str = Field(min_length=1)
+    digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+
+
+class ScrubSchema(_Open):
+    """Schema of the scrub-run predicate."""
+
+    policy: _PolicyRef
+    inputs: list[_Resource] = Field(min_length=1)
+    outputs: list[_Resource] = Field(min_length=1)
+    entity_counts: dict[str, int]
+    records_in: int | None = Field(default=None, ge=0)
+    records_out: int | None = Field(default=None, ge=0)
+    quarantined: int = Field(ge=0)
+    measured_recall: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class _BuildDefinition(_Open):
+    buildType: str = Field(min_length=1)
+    externalParameters: dict[str, Any]
+    internalParameters: dict[str, Any] = Field(default_factory=dict)
+    resolvedDependencies: list[_Resource] = Field(default_factory=list)
+
+
+class _Builder(_Open):
+    id: str = Field(min_length=1)
+
+
+class _RunDetails(_Open):
+    builder: _Builder
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    byproducts: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class TrainingSchema(_Open):
+    """Schema of a SLSA Provenance v1 predicate (as written for a training run)."""
+
+    buildDefinition: _BuildDefinition
+    runDetails: _RunDetails
+
+
+class _Watermark(_Open):
+    scheme: str = Field(min_length=1)
+    key_id: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GenerationSchema(_Open):
+    """Schema of the generation predicate."""
+
+    model: _Resource
+    digitalSourceType: Literal[
+        "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    ]
+    watermark: _Watermark | None = None
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredicateSpec:
+    """A registered predicate: its kind name, type URI and schema.
+
+    Attributes:
+        kind: Short name used by the CLI and :func:`~safeguard.provenance.write_manifest`.
+        predicate_type: The in-toto ``predicateType`` URI.
+        schema: A pydantic model the predicate must validate against.
+    """
+
+    kind: str
+    predicate_type: str
+    schema: type[BaseModel]
+
+
+_REGISTRY: dict[str, PredicateSpec] = {}
+
+
+def register_predicate(
+    kind: str, predicate_type: str, schema: type[BaseModel], *, force: bool = False
+) -> None:
+    """Register a predicate kind (the extension point for new manifest kinds).
+
+    Raises:
+        DataError: ``kind`` or ``predicate_type`` is already registered and ``force`` is false.
+    """
+    if not force:
+        for spec in _REGISTRY.values():
+            if spec.kind == kind or spec.predicate_type == predicate_type:
+                raise DataError(
+                    f"predicate kind {kind!r} / type {predicate_type!r} is already registered; "
+                    "pass force=True to replace it"
+                )
+    _REGISTRY[kind] = PredicateSpec(kind=kind, predicate_type=predicate_type, schema=schema)
+
+
+register_predicate("dataset", DATASET_PREDICATE, DatasetSchema)
+register_predicate("scrub", SCRUB_PREDICATE, ScrubSchema)
+register_predicate("training", SLSA_PROVENANCE_V1, TrainingSchema)
+register_predicate("generation", GENERATION_PREDICATE, GenerationSchema)
+
+
+def known_predicates() -> list[PredicateSpec]:
+    """The registered predicates."""
+    return list(_REGISTRY.values())
+
+
+def get_predicate(kind: str) -> PredicateSpec:
+    """The spec registered under ``kind``.
+
+    Raises:
+        UnknownPredicateError: ``kind`` is not registered; the message lists the known kinds.
+    """
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise UnknownPredicateError(
+            f"unknown manifest kind {kind!r}; known kinds: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def kind_of(predicate_type: str) -> str:
+    """The kind registered for a predicateType URI.
+
+    Raises:
+        UnknownPredicateError: The URI is not registered.
+    """
+    for spec in _REGISTRY.values():
+        if spec.predicate_type == predicate_type:
+            return spec.kind
+    known = ", ".join(s.predicate_type for s in _REGISTRY.values())
+    raise UnknownPredicateError(f"unknown predicateType {predicate_type!r}; known types: {known}")
+
+
+_SECRET_NAMES = frozenset(
+    {"key", "secret", "secret_key", "private_key", "privatekey", "password", "passphrase", "xi"}
+)
+
+
+def find_secrets(data: Any, path: str = "predicate") -> list[str]:
+    """Paths inside ``data`` that look like key material (a field named ``key``/``secret``/...,
+    or a PEM private key). Manifests must carry key ids only.
+
+    >>> find_secrets({"watermark": {"scheme": "gumbel", "key_id": "ab12"}})
+    []
+    >>> find_secrets({"watermark": {"key": "00ff"}})
+    ['predicate.watermark.key']
+    """
+    found: list[str] = []
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            sub = f"{path}.{k}"
+            if str(k).lower() in _SECRET_NAMES:
+                found.append(sub)
+            else:
+                found.extend(find_secrets(v, sub))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            found.extend(find_secrets(v, f"{path}[{i}]"))
+    elif isinstance(data, str) and "PRIVATE KEY" in data:
+        found.append(path)
+    return found
+
+
+def validate_predicate(predicate_type: str, predicate: Any) -> str:
+    """Check a predicate against its registered schema and for key material.
+
+    Returns:
+        The predicate's kind.
+
+    Raises:
+        UnknownPredicateError: ``predicate_type`` is not registered.
+        PredicateSchemaError: The predicate does not match; every problem is listed with its path.
+    """
+    kind = kind_of(predicate_type)
+    spec = _REGISTRY[kind]
+    problems: list[str] = []
+    try:
+        spec.schema.model_validate(predicate)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(predicate)"
+            problems.append(f"{loc}: {err['msg']}")
+    problems.extend(
+        f"{p}: looks like key material; manifests carry key ids only"
+        for p in find_secrets(predicate)
+    )
+    if kind == "training" and isinstance(predicate, dict):
+        build_type = (
+            predicate.get("buildDefinition", {}).get("buildType")
+            if isinstance(predicate.get("buildDefinition"), dict)
+            else None
+        )
+        if build_type == TRAINING_BUILD_TYPE:
+            ext = predicate["buildDefinition"].get("externalParameters", {})
+            if not isinstance(ext.get("dp"), dict):
+                problems.append(
+                    "buildDefinition.externalParameters.dp: a DP training run must record its DP config"
+                )
+    if problems:
+        raise PredicateSchemaError(
+            f"{kind} predicate does not match its schema ({len(problems)} problem(s)): "
+            + "; ".join(problems)
+        )
+    return kind
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _now() -> str:
+    return (
+        _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    )
+
+
+def _resource(item: Mapping[str, Any] | tuple[str, str]) -> dict[str, Any]:
+    if isinstance(item, tuple):
+        name, sha = item
+        return {"name": name, "digest": {"sha256": sha.removeprefix("sha256:")}}
+    out = dict(item)
+    if "sha256" in out and "digest" not in out:
+        out["digest"] = {"sha256": str(out.pop("sha256")).removeprefix("sha256:")}
+    return out
+
+
+def dataset_predicate(
+    *,
+    name: str,
+    record_count: int,
+    merkle_root: str,
+    sources: Sequence[Mapping[str, Any]] = (),
+    licenses: Sequence[str] = (),
+    record_encoding: str = "jsonl-line-utf8",
+    description: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Predicate of a dataset: where it came from, its licences and its Merkle root.
+
+    Args:
+        name: Dataset name.
+        record_count: Number of records (the Merkle tree size).
+        merkle_root: Hex RFC 6962 root over the records.
+        sources: ``{"uri", "license"?, "digest"?}`` per source.
+        licenses: SPDX identifiers (or names) of the licences.
+        record_encoding: How a record's bytes were obtained (default: a JSONL line, UTF-8,
+            without its newline).
+        description: Free text.
+        extra: Further fields, kept as they are.
+    """
+    pred: dict[str, Any] = {
+        "name": name,
+        "sources": [dict(s) for s in sources],
+        "licenses": list(licenses),
+        "record_count": int(record_count),
+        "merkle": {
+            "algorithm": MERKLE_ALGORITHM,
+            "root": merkle_root,
+            "tree_size": int(record_count),
+            "record_encoding": record_encoding,
+        },
+        "created": _now(),
+    }
+    if description:
+        pred["description"] = description
+    pred.update(extra or {})
+    return pred
+
+
+def scrub_predicate(
+    *,
+    policy_name: str,
+    inputs: Sequence[Mapping[str, Any] | tuple[str, str]],
+    outputs: Sequence[Mapping[str, Any] | tuple[str, str]],
+    entity_counts: Mapping[str, int],
+    quarantined: int = 0,
+    policy_digest: str | None = None,
+    records_in: int | None = None,
+    records_out: int | None = None,
+    measured_recall: float | None = None,
+    report: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Predicate of a scrub run, from the scrubber's report read as plain data.
+
+    Args:
+        policy_name: The PII policy applied (e.g. ``healthcare-hipaa``).
+        inputs: Raw data, as ``(name, sha256)`` pairs or resource dicts.
+        outputs: Scrubbed data, likewise.
+        entity_counts: Findings per entity type.
+        quarantined: Records set aside (written to the quarantine file).
+        policy_digest: ``sha256:<hex>`` of the policy (``safeguard.policy.policy_digest``).
+        records_in: Records read.
+        records_out: Records written.
+        measured_recall: Recall measured on labelled data, if an evaluation ran.
+        report: The rest of the scrub report, kept under ``report``.
+    """
+    pred: dict[str, Any] = {
+        "policy": {"name": policy_name, **({"digest": policy_digest} if policy_digest else {})},
+        "inputs": [_resource(i) for i in inputs],
+        "outputs": [_resource(o) for o in outputs],
+        "entity_counts": {str(k): int(v) for k, v in entity_counts.items()},
+        "quarantined": int(quarantined),
+        "finished": _now(),
+    }
+    if records_in is not None:
+        pred["records_in"] = int(records_in)
+    if records_out is not None:
+        pred["records_out"] = int(records_out)
+    if measured_recall is not None:
+        pred["measured_recall"] = float(measured_recall)
+    if report:
+        pred["report"] = dict(report)
+    return pred
+
+
+def training_predicate(
+    *,
+    dp_config: Mapping[str, Any],
+    datasets: Sequence[Mapping[str, Any] | tuple[str, str]],
+    base_model: Mapping[str, Any] | tuple[str, str] | None = None,
+    ledger: Mapping[str, Any] | None = None,
+    builder_id: str = "https://safeguard-ai.github.io/safeguard/train@v1",
+    invocation_id: str | None = None,
+    started_on: str | None = None,
+    finished_on: str | None = None,
+    internal_parameters: Mapping[str, Any] | None = None,
+    extra_external: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """SLSA Provenance v1 predicate of a DP fine-tuning run.
+
+    ``resolvedDependencies`` holds the base model and dataset digests (annotated with their
+    ``role``), ``externalParameters.dp`` the DP config, and the byproduct ``privacy-ledger``
+    the ledger summary with the epsilon spent (``annotations.epsilon_spent``).
+
+    Args:
+        dp_config: The DP config as a dict (``DPConfig.to_dict()``), e.g. ``target_epsilon``,
+            ``target_delta``, ``max_grad_norm``, ``noise_multiplier``, ``accountant``.
+        datasets: Training data, as ``(name, sha256)`` pairs or resource dicts.
+        base_model: The model fine-tuned, if any.
+        ledger: Ledger summary, e.g. ``{"epsilon_spent": 7.9, "delta": 1e-5, "steps": 300,
+            "accountant": "prv"}``.
+        builder_id: Who ran the build.
+        invocation_id: An id of this run.
+        started_on: RFC 3339 start time.
+        finished_on: RFC 3339 end time (default: now).
+        internal_parameters: Parameters that do not change the guarantee (threads, device).
+        extra_external: Further external parameters (e.g. the policy name).
+    """
+    deps = []
+    if base_model is not None:
+        deps.append({**_resource(base_model), "annotations": {"role": "base_model"}})
+    for d in datasets:
+        res = _resource(d)
+        res["annotations"] = {**res.get("annotations", {}), "role": "dataset"}
+        deps.append(res)
+    byproducts = []
+    if ledger is not None:
+        byproducts.append(
+            {"name": "privacy-ledger", "mediaType": "application/json", "annotations": dict(ledger)}
+        )
+    metadata: dict[str, Any] = {"finishedOn": finished_on or _now()}
+    if invocation_id:
+        metadata["invocationId"] = invocation_id
+    if started_on:
+        metadata["startedOn"] = started_on
+    return {
+        "buildDefinition": {
+            "buildType": TRAINING_BUILD_TYPE,
+            "externalParameters": {"dp": dict(dp_config), **dict(extra_external or {})},
+            "internalParameters": dict(internal_parameters or {}),
+            "resolvedDependencies": deps,
+        },
+        "runDetails": {
+            "builder": {"id": builder_id},
+            "metadata": metadata,
+            "byproducts": byproducts,
+        },
+    }
+
+
+def generation_predicate(
+    *,
+    model: Mapping[str, Any] | tuple[str, str],
+    watermark: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    prompt_sha256: str | None = None,
+) -> dict[str, Any]:
+    """Predicate of generated text: which model, which watermark (scheme and ``key_id`` only).
+
+    Args:
+        model: The model folder, as ``(name, sha256)`` or a resource dict.
+        watermark: ``{"scheme", "key_id", "params"?}``; a ``key`` field is refused.
+        parameters: Generation parameters (max_new_tokens, temperature, ...).
+        prompt_sha256: Digest of the prompt(s), not the prompt itself.
+
+    Raises:
+        PredicateSchemaError: ``watermark`` carries key material.
+    """
+    pred: dict[str, Any] = {
+        "model": _resource(model),
+        "digitalSourceType": C2PA_TRAINED_ALGORITHMIC_MEDIA,
+        "c2pa": {"action": "c2pa.created", "digitalSourceType": C2PA_TRAINED_ALGORITHMIC_MEDIA},
+        "generated": _now(),
+    }
+    if watermark is not None:
+        secrets = find_secrets(dict(watermark), "watermark")
+        if secrets:
+            raise PredicateSchemaError(
+                f"{', '.join(secrets)}: the watermark section may carry the scheme, params and "
+                "key_id only, never the key; pass WatermarkKey.key_id"
+            )
+        pred["watermark"] = dict(watermark)
+    if parameters:
+        pred["parameters"] = dict(parameters)
+    if prompt_sha256:
+        pred["prompt_sha256"] = prompt_sha256
+    return pred
