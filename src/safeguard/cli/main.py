@@ -25,9 +25,7 @@ EXIT_FINDING = 1
 EXIT_USAGE = 2
 
 #: Verb modules, in the order they appear in ``safeguard --help``.
-VERBS: tuple[str, ...] = (
-    "safeguard.cli.watermark_cmds",
-)
+VERBS: tuple[str, ...] = ("safeguard.cli.watermark_cmds",)
 
 log = logging.getLogger("safeguard")
 
@@ -47,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Responsible-AI safeguards: watermarks, DP fine-tuning, PII scrubbing, provenance.",
     )
     parser.add_argument("--version", action="version", version=f"safeguard {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for name in VERBS:
         importlib.import_module(name).register(sub)
@@ -71,7 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VerificationError as exc:
         sys.stderr.write(f"safeguard {args.verb}: verification failed: {exc}\n")
         return EXIT_FINDING
-    except (UsageError, DependencyError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (
+        UsageError,
+        DependencyError,
+        FileNotFoundError,
+        IsADirectoryError,
+        PermissionError,
+    ) as exc:
         sys.stderr.write(f"safeguard {args.verb}: error: {exc}\n")
         return EXIT_USAGE
     except SafeguardError as exc:

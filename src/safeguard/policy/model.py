@@ -120,7 +120,9 @@ def _issues(exc: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[Pol
     return found
 
 
-def validate_policy_text(text: str, source: str = "<string>") -> tuple[Policy | None, list[PolicyIssue]]:
+def validate_policy_text(
+    text: str, source: str = "<string>"
+) -> tuple[Policy | None, list[PolicyIssue]]:
     """Validate policy YAML text; return the policy (or None) and every issue found."""
     try:
         node = yaml.compose(text)
@@ -156,7 +158,9 @@ def load_policy(name_or_path: str | Path) -> Policy:
     policy, issues = validate_policy_text(text, source=str(path))
     if issues:
         listing = "\n  ".join(str(i) for i in issues)
-        raise PolicyError(f"policy {str(path)!r} is invalid ({len(issues)} problem(s)):\n  {listing}")
+        raise PolicyError(
+            f"policy {str(path)!r} is invalid ({len(issues)} problem(s)):\n  {listing}"
+        )
     assert policy is not None
     return policy
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
 
 from safeguard.policy._base import Section
+
+#: A key id: hex sha256 of the raw 32-byte Ed25519 public key.
+KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class ProvenancePolicy(Section):
@@ -14,9 +19,18 @@ class ProvenancePolicy(Section):
         signing_required: Whether manifests must carry at least one valid signature.
         key_ref: A reference to the signing key (a path or a key id); never the key itself.
         required_scrub_policy: Name of the PII policy that training data must have been scrubbed with.
+        extra_fields: Free-form labels copied into reports.
+        trusted_key_ids: Key ids (hex sha256 of the raw Ed25519 public key) whose signatures
+            count; empty means any public key the verifier is given.
+        min_signatures: How many distinct trusted keys must have signed each manifest.
+        require_chain: Whether ``safeguard policy check`` on a generation manifest must walk
+            the whole chain back to raw data.
     """
 
     signing_required: bool = True
     key_ref: str | None = None
     required_scrub_policy: str | None = None
     extra_fields: dict[str, str] = Field(default_factory=dict)
+    trusted_key_ids: list[KeyId] = Field(default_factory=list)
+    min_signatures: int = Field(default=1, ge=1, le=16)
+    require_chain: bool = True

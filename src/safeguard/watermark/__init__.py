@@ -1,0 +1,31 @@
+"""Distortion-free sampling watermarks and model-free detectors.
+
+>>> from safeguard.watermark import WatermarkKey, Watermarker
+>>> key = WatermarkKey.generate(scheme="gumbel")
+>>> wm = Watermarker(key)
+
+``wm.generate(model, **inputs, do_sample=True)`` wraps ``model.generate``;
+``wm.detect(token_ids)`` and ``wm.detect_text(text, tokenizer)`` need only the key.
+Importing this package loads numpy and scipy only; torch and transformers are
+imported when generation is used.
+"""
+
+from __future__ import annotations
+
+from safeguard.watermark.keys import WatermarkKey, tokenizer_fingerprint
+from safeguard.watermark.result import DetectionResult, MultiKeyResult
+from safeguard.watermark.schemes import get_scheme, list_schemes, register_scheme
+from safeguard.watermark.watermarker import ShortTextWarning, Watermarker, detect_many
+
+__all__ = [
+    "DetectionResult",
+    "MultiKeyResult",
+    "ShortTextWarning",
+    "WatermarkKey",
+    "Watermarker",
+    "detect_many",
+    "get_scheme",
+    "list_schemes",
+    "register_scheme",
+    "tokenizer_fingerprint",
+]

@@ -1,0 +1,201 @@
+"""``exp`` and ``exp-edit``: Kuditipudi, Thickstun, Hashimoto & Liang (2023),
+"Robust Distortion-free Watermarks for Language Models".
+
+The key is a sequence of ``n`` uniform vectors ``xi_0..xi_{n-1}`` over the vocabulary
+(here PRF rows ``(j, 0)``, read on demand rather than stored). Each generated sequence
+draws a fresh shift ``tau``; its ``i``-th token is the exponential-minimum choice under
+``xi_{(tau + i) mod n}`` (the paper's EXP decoder, distortion-free for up to ``n``
+tokens per sequence).
+
+Detection needs no shift: with costs ``C[i, j] = log(1 - xi_{j, y_i})`` the ``exp``
+statistic is the best cyclic alignment ``min_s sum_i C[i, (s + i) mod n]`` and the
+``exp-edit`` statistic the cheapest Levenshtein alignment of the text against the key
+sequence from any start, with insertion and deletion cost ``gamma`` (the paper's
+edit-distance test, Section 2.4, generalised to a free start). p-values come from a
+permutation test against fresh random keys, ``p = (1 + #{phi_null <= phi}) / (T + 1)``
+(the paper's Algorithm 3), computed by :mod:`safeguard.watermark.alignment`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from safeguard.errors import ConfigError
+from safeguard.watermark import prf
+from safeguard.watermark.result import DetectionResult
+from safeguard.watermark.schemes.base import GenerationState, Scheme, SchemeConfig
+from safeguard.watermark.schemes.registry import register_scheme
+from safeguard.watermark.stats import resamples_for_resolution
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ExpConfig", "ExpEditConfig", "ExpEditScheme", "ExpScheme"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpConfig(SchemeConfig):
+    """Parameters of ``exp``.
+
+    Attributes:
+        key_len: Length ``n`` of the key sequence (the paper's default 256). Generations
+            longer than ``n`` tokens reuse key positions and are no longer distortion-free.
+    """
+
+    key_len: int = 256
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key_len, int) or not 8 <= self.key_len <= 65536:
+            raise ConfigError(
+                f"`key_len` (={self.key_len!r}) must be an integer in 8..65536; the default is 256"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpEditConfig(ExpConfig):
+    """Parameters of ``exp-edit``.
+
+    Attributes:
+        key_len: As for ``exp``.
+        gamma: Cost of an insertion or a deletion in the alignment (>= 0).
+    """
+
+    gamma: float = 0.4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.gamma, (int, float)) or self.gamma < 0:
+            raise ConfigError(
+                f"`gamma` (={self.gamma!r}) must be a number >= 0; the default is 0.4"
+            )
+
+
+class ExpScheme(Scheme):
+    name: ClassVar[str] = "exp"
+    statistic: ClassVar[str] = "exp"
+    config: ExpConfig
+
+    # generation side ------------------------------------------------------------------------
+    def start(
+        self,
+        batch_size: int,
+        prompt_len: int,
+        pad_counts: list[int],
+        generator: torch.Generator | None,
+    ) -> GenerationState:
+        import torch
+
+        state = super().start(batch_size, prompt_len, pad_counts, generator)
+        # A fresh shift per sequence (from torch's RNG, so torch.manual_seed reproduces it).
+        state.data["shift"] = torch.randint(
+            0, self.config.key_len, (batch_size,), generator=generator
+        )
+        state.data["warned"] = False
+        return state
+
+    def rows(
+        self, state: GenerationState, input_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import torch
+
+        step = input_ids.shape[1] - state.prompt_len
+        n = self.config.key_len
+        if step >= n and not state.data["warned"]:
+            log.warning(
+                "generating token %d with a %s key of length %d: key positions repeat, so tokens beyond %d "
+                "are no longer distortion-free; use a longer key_len",
+                step + 1,
+                self.name,
+                n,
+                n,
+            )
+            state.data["warned"] = True
+        shift = state.data["shift"].to(input_ids.device)
+        a = (shift + step) % n
+        b = torch.zeros_like(a)
+        return a, b, torch.ones_like(a, dtype=torch.bool)
+
+    # detection side -------------------------------------------------------------------------
+    def cost_matrix(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Costs ``C[i, j] = log(1 - xi_{j, y_i})`` of shape ``(m, n)`` and each position's unique-token index."""
+        uniq, inverse = np.unique(np.asarray(tokens, dtype=np.int64), return_inverse=True)
+        j = np.arange(self.config.key_len, dtype=np.uint64)[:, None]
+        grid = prf.uniforms(self.token_key, j, np.uint64(0), uniq[None, :])  # (n, U)
+        costs = np.log1p(-grid).T[inverse]  # (m, n)
+        return costs.astype(np.float64), inverse
+
+    def _gamma(self) -> float:
+        return 0.0
+
+    def detect(
+        self,
+        tokens: np.ndarray,
+        *,
+        prompt: np.ndarray | None,
+        false_positive_rate: float,
+        resolution: float | None = None,
+        seed: int | None = 0,
+        use_cache: bool = False,
+        **options: Any,
+    ) -> DetectionResult:
+        from safeguard.watermark import alignment
+
+        if options:
+            raise ConfigError(
+                f"unknown detection option(s) for {self.name}: {', '.join(sorted(options))}"
+            )
+        resolution = resolution if resolution is not None else min(1e-3, false_positive_rate / 10)
+        if not 0 < resolution < 1:
+            raise ConfigError(
+                f"`resolution` (={resolution!r}) must be in (0, 1); e.g. 1e-3 for 999 resamples"
+            )
+        num_resamples = resamples_for_resolution(resolution)
+        costs, inverse = self.cost_matrix(tokens)
+        result = alignment.permutation_test(
+            costs,
+            inverse,
+            statistic=self.statistic,
+            gamma=self._gamma(),
+            num_resamples=num_resamples,
+            rng=np.random.default_rng(seed),
+            use_cache=use_cache,
+        )
+        warnings: list[str] = []
+        if result.min_p_value > false_positive_rate:
+            warnings.append(
+                f"the smallest p-value {num_resamples} resamples can give is {result.min_p_value:.3g}, above the "
+                f"false-positive rate {false_positive_rate:g}: nothing can be flagged; pass a finer `resolution`"
+            )
+        return DetectionResult(
+            p_value=float(result.p_value),
+            score=float(result.statistic),
+            num_tokens=len(tokens),
+            num_scored=len(tokens),
+            is_watermarked=result.p_value <= false_positive_rate,
+            false_positive_rate=false_positive_rate,
+            key_id=self.key.key_id,
+            scheme=self.name,
+            method="permutation-cached" if result.approximate else "permutation",
+            min_p_value=float(result.min_p_value),
+            approximate=bool(result.approximate),
+            warnings=tuple(warnings),
+        )
+
+
+class ExpEditScheme(ExpScheme):
+    name: ClassVar[str] = "exp-edit"
+    statistic: ClassVar[str] = "edit"
+    config: ExpEditConfig
+
+    def _gamma(self) -> float:
+        return float(self.config.gamma)
+
+
+register_scheme("exp", ExpConfig, ExpScheme)
+register_scheme("exp-edit", ExpEditConfig, ExpEditScheme)

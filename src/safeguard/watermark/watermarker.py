@@ -1,0 +1,191 @@
+"""The public entry point: :class:`Watermarker` wraps generation and detection for one key."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from safeguard.errors import ConfigError, DetectionError
+from safeguard.watermark.keys import WatermarkKey
+from safeguard.watermark.result import DetectionResult, MultiKeyResult
+from safeguard.watermark.schemes import get_scheme
+from safeguard.watermark.schemes.base import Scheme
+from safeguard.watermark.stats import holm
+
+__all__ = ["ShortTextWarning", "Watermarker", "as_token_array", "detect_many"]
+
+
+class ShortTextWarning(UserWarning):
+    """The text is too short for the requested false-positive rate."""
+
+
+def _check_fpr(false_positive_rate: float) -> float:
+    if not isinstance(false_positive_rate, (int, float)) or not 0 < false_positive_rate < 1:
+        raise ConfigError(
+            f"`false_positive_rate` (={false_positive_rate!r}) must be in (0, 1); typical values are 1e-2 to 1e-6"
+        )
+    return float(false_positive_rate)
+
+
+def as_token_array(
+    token_ids: Any, *, vocab_size: int | None = None, name: str = "token_ids"
+) -> np.ndarray:
+    """Validate token ids (list, numpy or torch; 1-D) and return an int64 array."""
+    if hasattr(token_ids, "detach"):
+        token_ids = token_ids.detach().cpu().numpy()
+    arr = np.asarray(token_ids)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1:
+        raise DetectionError(
+            f"`{name}` must be one sequence of token ids (1-D); got shape {arr.shape}"
+        )
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise DetectionError(f"`{name}` must hold integer token ids; got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise DetectionError(f"`{name}` holds a negative id ({int(arr.min())}); token ids are >= 0")
+    if vocab_size is not None and arr.size and arr.max() >= vocab_size:
+        raise DetectionError(
+            f"`{name}` holds id {int(arr.max())}, outside the vocabulary of {vocab_size} tokens; "
+            "was the text tokenized with another tokenizer?"
+        )
+    return arr
+
+
+class Watermarker:
+    """Generation and detection with one :class:`WatermarkKey`.
+
+    >>> key = WatermarkKey.from_secret(bytes(32), "gumbel")
+    >>> wm = Watermarker(key)
+    >>> wm.detect(list(range(60)), false_positive_rate=1e-3).is_watermarked
+    False
+    """
+
+    def __init__(self, key: WatermarkKey) -> None:
+        if not isinstance(key, WatermarkKey):
+            raise ConfigError(f"Watermarker needs a WatermarkKey; got {type(key).__name__}")
+        spec = get_scheme(key.scheme)
+        self.key = key
+        self.scheme: Scheme = spec.scheme_cls(key, spec.config_cls.from_dict(dict(key.params)))
+
+    def __repr__(self) -> str:
+        return f"Watermarker(key_id={self.key.key_id!r}, scheme={self.key.scheme!r})"
+
+    # generation -----------------------------------------------------------------------------
+    def generate(self, model: Any, /, **generate_kwargs: Any) -> Any:
+        """``model.generate(**generate_kwargs)`` with the watermark embedded.
+
+        Requires ``do_sample=True`` (in the call or the model's generation config) and
+        ``num_beams=1``; temperature, top-k and top-p are honoured. Batched prompts must be
+        left-padded; the ``attention_mask`` tells padding from context.
+
+        Raises:
+            WatermarkError: Greedy decoding or beam search was requested.
+        """
+        from safeguard.watermark.hf import watermarked_generate
+
+        return watermarked_generate(self.scheme, model, **generate_kwargs)
+
+    def watermarking_config(self, *, pad_token_id: int | None = None) -> Any:
+        """A ``watermarking_config=`` for ``model.generate`` (or a ``pipeline`` call).
+
+        Left padding is recognised as a leading run of ``pad_token_id`` (pass the
+        tokenizer's); :meth:`generate` reads the attention mask instead.
+        """
+        from safeguard.watermark.hf import SafeguardWatermarkingConfig
+
+        return SafeguardWatermarkingConfig(self.scheme, pad_token_id=pad_token_id)
+
+    # detection ------------------------------------------------------------------------------
+    def detect(
+        self,
+        token_ids: Any,
+        *,
+        prompt_ids: Any = None,
+        false_positive_rate: float = 1e-3,
+        vocab_size: int | None = None,
+        **options: Any,
+    ) -> DetectionResult:
+        """Test token ids for this key's watermark. Needs no model.
+
+        Args:
+            token_ids: The generated tokens (without the prompt), 1-D.
+            prompt_ids: The prompt, if known: its last tokens are context for the first
+                generated ones and are never scored. Without it, the first ``h`` tokens of a
+                ``gumbel`` text are only context.
+            false_positive_rate: Rate at which unwatermarked text is flagged.
+            vocab_size: If given, ids at or above it are rejected.
+            **options: Scheme options (``exp``/``exp-edit``: ``resolution``, ``seed``, ``use_cache``).
+
+        Raises:
+            DetectionError: Empty input or invalid ids.
+        """
+        fpr = _check_fpr(false_positive_rate)
+        tokens = as_token_array(token_ids, vocab_size=vocab_size)
+        if tokens.size == 0:
+            raise DetectionError("`token_ids` is empty; there is nothing to test")
+        prompt = (
+            None
+            if prompt_ids is None
+            else as_token_array(prompt_ids, vocab_size=vocab_size, name="prompt_ids")
+        )
+        result = self.scheme.detect(tokens, prompt=prompt, false_positive_rate=fpr, **options)
+        for message in result.warnings:
+            warnings.warn(message, ShortTextWarning, stacklevel=2)
+        return result
+
+    def detect_text(
+        self,
+        text: str,
+        tokenizer: Any,
+        *,
+        prompt: str | None = None,
+        false_positive_rate: float = 1e-3,
+        **options: Any,
+    ) -> DetectionResult:
+        """Tokenize ``text`` with ``tokenizer`` (checked against the key's binding) and test it."""
+        if not isinstance(text, str):
+            raise DetectionError(f"`text` must be a string; got {type(text).__name__}")
+        if not text.strip():
+            raise DetectionError("`text` is empty; there is nothing to test")
+        self.key.check_tokenizer(tokenizer)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else None
+        return self.detect(
+            ids,
+            prompt_ids=prompt_ids,
+            false_positive_rate=false_positive_rate,
+            vocab_size=len(tokenizer),
+            **options,
+        )
+
+
+def detect_many(
+    keys: Sequence[WatermarkKey],
+    token_ids: Any,
+    *,
+    prompt_ids: Any = None,
+    false_positive_rate: float = 1e-3,
+    **options: Any,
+) -> MultiKeyResult:
+    """Test one text against several keys, controlling the family-wise error with Holm's method."""
+    if not keys:
+        raise ConfigError("`keys` is empty; pass at least one WatermarkKey")
+    fpr = _check_fpr(false_positive_rate)
+    results = tuple(
+        Watermarker(k).detect(token_ids, prompt_ids=prompt_ids, false_positive_rate=fpr, **options)
+        for k in keys
+    )
+    adjusted = holm([r.p_value for r in results])
+    best = int(np.argmin(adjusted))
+    return MultiKeyResult(
+        results=results,
+        adjusted_p_values=tuple(adjusted),
+        is_watermarked=adjusted[best] <= fpr,
+        best_key_id=results[best].key_id,
+        false_positive_rate=fpr,
+    )
