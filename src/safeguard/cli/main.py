@@ -25,7 +25,11 @@ EXIT_FINDING = 1
 EXIT_USAGE = 2
 
 #: Verb modules, in the order they appear in ``safeguard --help``.
-VERBS: tuple[str, ...] = ("safeguard.cli.watermark_cmds",)
+VERBS: tuple[str, ...] = (
+    "safeguard.cli.watermark_cmds",
+    "safeguard.cli.manifest_cmds",
+    "safeguard.cli.policy_cmds",
+)
 
 log = logging.getLogger("safeguard")
 
