@@ -51,7 +51,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
     adjusted = np.maximum.accumulate(adjusted)
     out = np.empty(m)
     out[order] = adjusted
-    return [round(float(x), 12) for x in out]
+    return [float(x) for x in out]
 
 
 def min_tokens_for_fpr(fpr: float, excess_per_token: float = 0.5, limit: int = 100_000) -> int:

@@ -115,7 +115,7 @@ class GumbelScheme(Scheme):
         active = torch.ones(ctx.shape[0], dtype=torch.bool, device=ctx.device)
         if self.config.skip_repeated_context:
             pairs = (a.cpu().tolist(), b.cpu().tolist())
-            for r, (x, y) in enumerate(zip(*pairs)):
+            for r, (x, y) in enumerate(zip(*pairs, strict=True)):
                 seen = state.data["seen"][r]
                 if (x, y) in seen:
                     active[r] = False

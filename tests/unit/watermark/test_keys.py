@@ -1,0 +1,116 @@
+"""Keys: generation, file mode, round trips, corruption, tokenizer binding, and the secret never leaking."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+
+import pytest
+
+from safeguard.errors import ConfigError, KeyFileError, SafeguardError, TokenizerMismatchError
+from safeguard.watermark import Watermarker, WatermarkKey, list_schemes, tokenizer_fingerprint
+
+
+def _secret_forms(key: WatermarkKey) -> list[str]:
+    import base64
+
+    s = key._secret
+    return [s.hex(), base64.b64encode(s).decode(), repr(s)[2:-1]]
+
+
+def test_generate_is_random_and_ids_are_fingerprints():
+    a, b = WatermarkKey.generate("gumbel"), WatermarkKey.generate("gumbel")
+    assert a.key_id != b.key_id and a.key_id.startswith("wm-") and len(a.key_id) == 19
+    assert len(a._secret) == 32
+
+
+@pytest.mark.parametrize("scheme", ["gumbel", "exp", "exp-edit"])
+def test_save_load_round_trip_with_mode_0600(tmp_path, scheme):
+    key = WatermarkKey.generate(scheme)
+    path = key.save(tmp_path / "k.json")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    loaded = WatermarkKey.load(path)
+    assert loaded == key and loaded._secret == key._secret
+    with pytest.raises(KeyFileError, match="exists"):
+        key.save(path)
+
+
+def test_params_are_validated_and_normalised():
+    key = WatermarkKey.generate("gumbel", context_width=2)
+    assert key.params == {"context_width": 2, "skip_repeated_context": True}
+    with pytest.raises(ConfigError, match="context_width"):
+        WatermarkKey.generate("gumbel", context_width=0)
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        WatermarkKey.generate("gumbel", widht=3)
+    with pytest.raises(ConfigError, match="known schemes: exp, exp-edit, gumbel"):
+        WatermarkKey.generate("kgw")
+    assert set(list_schemes()) >= {"gumbel", "exp", "exp-edit"}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"format": "other"}', "not a safeguard watermark key"),
+        ('{"format": "safeguard.watermark-key/v1", "scheme": "gumbel"}', "lacks"),
+    ],
+)
+def test_corrupt_key_files(tmp_path, content, match):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(KeyFileError, match=match):
+        WatermarkKey.load(path)
+
+
+def test_edited_secret_is_detected(tmp_path):
+    key = WatermarkKey.generate("gumbel")
+    path = key.save(tmp_path / "k.json")
+    data = json.loads(path.read_text())
+    other = WatermarkKey.generate("gumbel")
+    data["secret"] = json.loads(other.save(tmp_path / "o.json").read_text())["secret"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(KeyFileError, match="does not match the secret") as info:
+        WatermarkKey.load(path)
+    for form in _secret_forms(key) + _secret_forms(other):
+        assert form not in str(info.value)
+
+
+def test_missing_key_file_says_how_to_make_one(tmp_path):
+    with pytest.raises(KeyFileError, match="safeguard keygen"):
+        WatermarkKey.load(tmp_path / "nope.json")
+
+
+def test_errors_are_catchable_as_builtins(tmp_path):
+    with pytest.raises(ValueError):
+        WatermarkKey.load(tmp_path / "nope.json")
+    with pytest.raises(SafeguardError):
+        WatermarkKey.load(tmp_path / "nope.json")
+
+
+def test_secret_never_in_repr_str_public_dict_or_logs(caplog):
+    key = WatermarkKey.generate("exp-edit")
+    wm = Watermarker(key)
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("safeguard").debug("key %s %r %s", key, key, wm)
+        texts = [repr(key), str(key), repr(wm), json.dumps(key.public_dict()), caplog.text]
+    for text in texts:
+        for form in _secret_forms(key):
+            assert form not in text
+    assert "secret" not in key.public_dict()
+
+
+def test_tokenizer_binding():
+    vocab_a = {"a": 0, "b": 1, "c": 2}
+    vocab_b = {"a": 0, "b": 2, "c": 1}
+    key = WatermarkKey.generate("gumbel").bind(vocab_a)
+    assert (
+        key.tokenizer_fingerprint
+        == tokenizer_fingerprint(vocab_a)
+        != tokenizer_fingerprint(vocab_b)
+    )
+    key.check_tokenizer(vocab_a)
+    with pytest.raises(TokenizerMismatchError, match="bound to tokenizer"):
+        key.check_tokenizer(vocab_b)
+    WatermarkKey.generate("gumbel").check_tokenizer(vocab_b)  # unbound keys accept any tokenizer
