@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,6 +33,9 @@ __all__ = [
 
 #: payloadType of an in-toto Statement.
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+
+
+_URLSAFE = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
 class EnvelopeFormatError(DataError):
@@ -51,11 +55,14 @@ def _b64decode(value: Any, what: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         pass
-    try:  # DSSE allows URL-safe base64 too
-        padded = value + "=" * (-len(value) % 4)
-        return base64.urlsafe_b64decode(padded.encode("ascii"))
-    except (binascii.Error, ValueError) as exc:
-        raise EnvelopeFormatError(f"{what} is not valid base64") from exc
+    # DSSE allows URL-safe base64 too; its decoder skips stray characters, so check first
+    if _URLSAFE.fullmatch(value):
+        try:
+            padded = value + "=" * (-len(value) % 4)
+            return base64.urlsafe_b64decode(padded.encode("ascii"))
+        except (binascii.Error, ValueError):
+            pass
+    raise EnvelopeFormatError(f"{what} is not valid base64 (standard or URL-safe)")
 
 
 @dataclass(frozen=True, kw_only=True)
