@@ -1,0 +1,241 @@
+"""``safeguard keygen | generate | detect``: watermark keys, watermarked generation, detection over JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from safeguard.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keygen", help="create a watermark key (JSON, mode 0600)")
+    p.add_argument("--scheme", default="gumbel", help="gumbel (default), exp or exp-edit")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="scheme parameter, e.g. context_width=4",
+    )
+    p.add_argument("--tokenizer", help="model or tokenizer folder to bind the key to (recommended)")
+    p.add_argument("--out", required=True, help="where to write the key file")
+    p.add_argument("--force", action="store_true", help="overwrite an existing key file")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("generate", help="watermarked generation with a local model folder")
+    p.add_argument("--model", required=True, help="folder saved with save_pretrained")
+    p.add_argument("--key", required=True, help="key file from `safeguard keygen`")
+    p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    src.add_argument("--prompts", help="JSONL file with a `prompt` field per line")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--seed", type=int, default=None, help="torch seed (for the exp schemes' shifts)"
+    )
+    p.add_argument("--no-watermark", action="store_true", help="plain sampling, for comparisons")
+    p.add_argument("--out", default="-", help="output JSONL (default: stdout)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
+        "detect", help="detect watermarks in a JSONL file (exit 1 if any text is flagged)"
+    )
+    p.add_argument("input", help="JSONL file, one record per line ('-' for stdin)")
+    p.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        help="key file (repeat to test several, Holm-corrected)",
+    )
+    p.add_argument(
+        "--tokenizer", required=True, help="tokenizer (or model) folder used at generation"
+    )
+    p.add_argument("--field", default="text", help="field holding the text (default: text)")
+    p.add_argument("--prompt-field", default=None, help="field holding the prompt, if recorded")
+    p.add_argument("--fpr", type=float, default=1e-3, help="false-positive rate (default 1e-3)")
+    p.add_argument(
+        "--resolution", type=float, default=None, help="p-value resolution for exp/exp-edit"
+    )
+    p.add_argument("--out", default="-", help="output JSONL (default: stdout)")
+    p.set_defaults(func=cmd_detect)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--param {item!r} must look like NAME=VALUE, e.g. context_width=4")
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+    return params
+
+
+def _open_out(path: str) -> Any:
+    return sys.stdout if path == "-" else open(path, "w", encoding="utf-8")
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from safeguard.watermark import WatermarkKey
+
+    key = WatermarkKey.generate(args.scheme, **_parse_params(args.param))
+    if args.tokenizer:
+        from safeguard.watermark.tokenizer import load_tokenizer
+
+        key = key.bind(load_tokenizer(args.tokenizer))
+    key.save(args.out, overwrite=args.force)
+    print(json.dumps({"written": str(args.out), **key.public_dict()}, indent=2))
+    return 0
+
+
+def _read_prompts(path: str) -> list[str]:
+    prompts = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            prompts.append(str(json.loads(line)["prompt"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DataError(f"{path}:{n}: expected a JSON object with a `prompt` field") from None
+    if not prompts:
+        raise DataError(f"{path} holds no prompts")
+    return prompts
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from safeguard.watermark import Watermarker, WatermarkKey
+
+    key = WatermarkKey.load(args.key)
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens (={args.max_new_tokens}) must be >= 1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok_dir = args.tokenizer or args.model
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    except OSError as exc:
+        raise DataError(f"cannot load the model or tokenizer from {args.model!r}: {exc}") from None
+    key.check_tokenizer(tokenizer)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    prompts = args.prompt or _read_prompts(args.prompts)
+    wm = Watermarker(key)
+    sink = _open_out(args.out)
+    try:
+        from tqdm.auto import tqdm
+
+        for start in tqdm(
+            range(0, len(prompts), args.batch_size),
+            disable=len(prompts) <= args.batch_size,
+            desc="generate",
+        ):
+            batch = prompts[start : start + args.batch_size]
+            enc = tokenizer(batch, return_tensors="pt", padding=True)
+            kwargs = {
+                **enc,
+                "do_sample": True,
+                "max_new_tokens": args.max_new_tokens,
+                "temperature": args.temperature,
+                "top_k": args.top_k,
+                "top_p": args.top_p,
+                "pad_token_id": tokenizer.pad_token_id,
+            }
+            with torch.no_grad():
+                out = (
+                    model.generate(**kwargs) if args.no_watermark else wm.generate(model, **kwargs)
+                )
+            width = enc["input_ids"].shape[1]
+            for prompt, row in zip(batch, out, strict=True):
+                text = tokenizer.decode(row[width:], skip_special_tokens=True)
+                record = {"prompt": prompt, "text": text, "watermarked": not args.no_watermark}
+                if not args.no_watermark:
+                    record.update({"key_id": key.key_id, "scheme": key.scheme})
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        if sink is not sys.stdout:
+            sink.close()
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from safeguard.watermark import Watermarker, WatermarkKey, detect_many
+    from safeguard.watermark.tokenizer import load_tokenizer
+
+    if not 0 < args.fpr < 1:
+        raise ConfigError(f"--fpr (={args.fpr}) must be in (0, 1); typical values are 1e-2 to 1e-6")
+    keys = [WatermarkKey.load(k) for k in args.key]
+    tokenizer = load_tokenizer(args.tokenizer)
+    for key in keys:
+        key.check_tokenizer(tokenizer)
+    options = {} if args.resolution is None else {"resolution": args.resolution}
+    try:
+        source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise DataError(f"cannot read {args.input!r}: {exc.strerror}") from None
+    sink = _open_out(args.out)
+    flagged = errors = total = 0
+    try:
+        for n, line in enumerate(source, 1):
+            if not line.strip():
+                continue
+            total += 1
+            try:
+                record = json.loads(line)
+                text = record[args.field]
+                prompt = record.get(args.prompt_field) if args.prompt_field else None
+                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                prompt_ids = (
+                    tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else None
+                )
+                if len(keys) == 1:
+                    result = Watermarker(keys[0]).detect(
+                        ids,
+                        prompt_ids=prompt_ids,
+                        false_positive_rate=args.fpr,
+                        vocab_size=len(tokenizer),
+                        **options,
+                    )
+                    payload = result.to_dict()
+                    hit = result.is_watermarked
+                else:
+                    multi = detect_many(
+                        keys, ids, prompt_ids=prompt_ids, false_positive_rate=args.fpr, **options
+                    )
+                    payload = multi.to_dict()
+                    hit = multi.is_watermarked
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                errors += 1
+                reason = f"missing field {args.field!r}" if isinstance(exc, KeyError) else str(exc)
+                sink.write(json.dumps({"line": n, "error": reason}) + "\n")
+                continue
+            flagged += bool(hit)
+            sink.write(json.dumps({"line": n, **payload}) + "\n")
+    finally:
+        if source is not sys.stdin:
+            source.close()
+        if sink is not sys.stdout:
+            sink.close()
+    sys.stderr.write(
+        f"safeguard detect: {total} records, {flagged} flagged at fpr={args.fpr:g}, {errors} could not be processed\n"
+    )
+    if errors:
+        return 2
+    return 1 if flagged else 0
