@@ -1,0 +1,544 @@
+"""The privacy budget ledger: an append-only, hash-chained record of every DP step.
+
+A ledger is a JSON-lines file. Each line is one entry; each entry carries the
+SHA-256 of the previous entry (``prev``) and its own (``hash``, over the
+canonical JSON of the entry without ``hash``), so removing, reordering or
+editing any entry breaks the chain and :meth:`BudgetLedger.load` refuses the
+file. Entries are ``run_start`` (a fine-tune begins: configuration, dataset
+size, unit of privacy, δ, library versions) and ``step`` (one noisy optimizer
+step: sample rate q, noise multiplier σ, clipping bound C). A ledger can hold
+several runs over the same data; ε always counts all of them.
+
+ε comes from the accountant the run uses (Opacus' PRV accountant by default,
+imported lazily); the RDP bound from :mod:`safeguard.privacy.accounting` is
+reported next to it as a cross-check, and the Gaussian-DP μ as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safeguard.errors import BudgetExceededError, ConfigError, VerificationError, missing_dependency
+from safeguard.privacy import accounting
+
+__all__ = ["GENESIS", "LEDGER_VERSION", "BudgetLedger", "LedgerSummary", "library_versions"]
+
+log = logging.getLogger(__name__)
+
+#: ``prev`` of the first entry.
+GENESIS = "0" * 64
+LEDGER_VERSION = 1
+
+
+def _canonical(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _entry_hash(entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a DP run depends on (those installed)."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("safeguard", "opacus", "torch", "transformers", "peft", "numpy", "scipy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _opacus_epsilon(
+    accountant: str, history: Sequence[tuple[float, float, int]], delta: float
+) -> float:
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from opacus.accountants import create_accountant
+
+            acc = create_accountant(mechanism=accountant)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise missing_dependency("opacus", "dp") from exc
+    acc.history = [tuple(h) for h in history]
+    return float(acc.get_epsilon(delta=delta))
+
+
+def compute_epsilon(
+    accountant: str, history: Sequence[tuple[float, float, int]], delta: float
+) -> float:
+    """ε at ``delta`` of a ``(σ, q, steps)`` history under ``accountant``.
+
+    ``rdp`` and ``gdp`` are computed by :mod:`safeguard.privacy.accounting` (equal to
+    Opacus' on constant histories; GDP also composes changing σ and q); ``prv`` uses
+    Opacus' PRV accountant.
+    """
+    history = accounting.compress_history(history)
+    if not history:
+        return 0.0
+    if accountant == "rdp":
+        return accounting.rdp_epsilon(history, delta)
+    if accountant == "gdp":
+        return accounting.gdp_epsilon(history, delta)
+    if accountant == "prv":
+        if any(sigma == 0 for sigma, _, _ in history):
+            return math.inf
+        return _opacus_epsilon("prv", history, delta)
+    raise ConfigError(f"`accountant` (={accountant!r}) must be one of prv, rdp, gdp")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerSummary:
+    """What a ledger says, in one object (the core of the auditor report).
+
+    Attributes:
+        accountant: The accountant ε comes from.
+        epsilon: ε spent at ``delta`` by that accountant.
+        epsilon_rdp: ε by the RDP accountant (cross-check; an upper bound, ≥ PRV's up to
+            discretisation error).
+        gdp_mu: Gaussian-DP μ (CLT approximation).
+        delta: δ.
+        steps: Noisy steps taken over all runs.
+        runs: Number of runs recorded.
+        history: ``(σ, q, steps)`` triples.
+        unit_of_privacy: The unit the guarantee protects.
+        max_epsilon: Hard budget, if any.
+    """
+
+    accountant: str
+    epsilon: float
+    epsilon_rdp: float
+    gdp_mu: float
+    delta: float
+    steps: int
+    runs: int
+    history: tuple[tuple[float, float, int], ...]
+    unit_of_privacy: str
+    max_epsilon: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accountant": self.accountant,
+            "epsilon": self.epsilon,
+            "epsilon_rdp": self.epsilon_rdp,
+            "gdp_mu": self.gdp_mu,
+            "delta": self.delta,
+            "steps": self.steps,
+            "runs": self.runs,
+            "history": [list(h) for h in self.history],
+            "unit_of_privacy": self.unit_of_privacy,
+            "max_epsilon": self.max_epsilon,
+        }
+
+
+class BudgetLedger:
+    """Append-only, hash-chained record of the DP steps taken on one dataset.
+
+    Args:
+        path: JSON-lines file the ledger is appended to as it grows (``None``: in memory
+            until :meth:`save`). An existing file is loaded and verified first.
+
+    Raises:
+        VerificationError: ``path`` exists but its chain does not verify.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._entries: list[dict[str, Any]] = []
+        self._path = Path(path) if path is not None else None
+        self._eps_cache: dict[tuple[Any, ...], float] = {}
+        if self._path is not None and self._path.exists() and self._path.stat().st_size > 0:
+            self._entries = self._read_verified(self._path)
+
+    # ------------------------------------------------------------------ reading
+    @staticmethod
+    def _read_verified(path: Path) -> list[dict[str, Any]]:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VerificationError(f"cannot read ledger {str(path)!r}: {exc}") from exc
+        entries = []
+        for n, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise VerificationError(
+                    f"ledger {str(path)!r} line {n} is not JSON ({exc.msg}); the ledger is corrupt: "
+                    "refusing to use it rather than restart the budget; restore it from a checkpoint"
+                ) from exc
+            if not isinstance(entry, dict):
+                raise VerificationError(f"ledger {str(path)!r} line {n} is not a JSON object")
+            entries.append(entry)
+        BudgetLedger._verify_entries(entries, source=str(path))
+        return entries
+
+    @staticmethod
+    def _verify_entries(entries: Sequence[dict[str, Any]], source: str) -> None:
+        prev = GENESIS
+        for n, entry in enumerate(entries):
+            where = f"ledger {source!r} entry {n}"
+            if entry.get("prev") != prev:
+                raise VerificationError(
+                    f"{where}: hash chain broken (entry removed, reordered or edited); "
+                    "refusing to use it rather than restart the budget; restore it from a checkpoint"
+                )
+            if entry.get("index") != n:
+                raise VerificationError(f"{where}: index {entry.get('index')!r} != {n}")
+            if _entry_hash(entry) != entry.get("hash"):
+                raise VerificationError(
+                    f"{where}: content does not match its hash (edited); "
+                    "refusing to use it rather than restart the budget"
+                )
+            if n == 0 and entry.get("kind") != "run_start":
+                raise VerificationError(f"{where}: the first entry must be a run_start")
+            prev = entry["hash"]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> BudgetLedger:
+        """Read and verify a ledger file; :class:`VerificationError` if it is corrupt or missing."""
+        p = Path(path)
+        if not p.exists():
+            raise VerificationError(
+                f"ledger {str(p)!r} does not exist; refusing to resume without it (ε would restart at 0)"
+            )
+        ledger = cls.__new__(cls)
+        ledger._entries = cls._read_verified(p)
+        ledger._path = None
+        ledger._eps_cache = {}
+        return ledger
+
+    @classmethod
+    def from_lines(cls, text: str) -> BudgetLedger:
+        """Parse and verify a ledger from its JSON-lines text."""
+        entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+        cls._verify_entries(entries, source="<text>")
+        ledger = cls.__new__(cls)
+        ledger._entries = entries
+        ledger._path = None
+        ledger._eps_cache = {}
+        return ledger
+
+    # ------------------------------------------------------------------ writing
+    def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        entry = dict(entry)
+        entry["index"] = len(self._entries)
+        entry["prev"] = self._entries[-1]["hash"] if self._entries else GENESIS
+        entry["hash"] = _entry_hash(entry)
+        self._entries.append(entry)
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with self._path.open("a", encoding="utf-8") as fh:
+                fh.write(_canonical(entry).decode("utf-8") + "\n")
+                fh.flush()
+        return entry
+
+    def start_run(
+        self,
+        *,
+        config: dict[str, Any],
+        dataset_size: int,
+        delta: float,
+        delta_source: str,
+        sample_rate: float,
+        noise_multiplier: float,
+        max_grad_norm: float,
+        accountant: str,
+        unit_of_privacy: str,
+        max_epsilon: float | None,
+        planned_steps: int | None,
+        dataset_fingerprint: str | None = None,
+    ) -> None:
+        """Record the start of a fine-tune.
+
+        Raises:
+            ConfigError: The run's δ, accountant or unit of privacy differ from the earlier
+                runs in this ledger (their budgets cannot be combined), or the dataset
+                size changed.
+        """
+        previous = self.runs()
+        if previous:
+            first = previous[0]
+            for name, value in (("delta", delta), ("unit_of_privacy", unit_of_privacy)):
+                if first[name] != value:
+                    raise ConfigError(
+                        f"this ledger's earlier runs used {name}={first[name]!r} but this run uses "
+                        f"{value!r}; one budget needs one {name}: use the same value or a new ledger"
+                    )
+            if first["dataset_size"] != dataset_size:
+                log.warning(
+                    "dataset size changed from %d to %d since the ledger's first run; the ledger "
+                    "composes both runs as if on the same data",
+                    first["dataset_size"],
+                    dataset_size,
+                )
+        self._append(
+            {
+                "kind": "run_start",
+                "ledger_version": LEDGER_VERSION,
+                "run": len(previous),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "config": config,
+                "dataset_size": int(dataset_size),
+                "dataset_fingerprint": dataset_fingerprint,
+                "delta": float(delta),
+                "delta_source": delta_source,
+                "sample_rate": float(sample_rate),
+                "noise_multiplier": float(noise_multiplier),
+                "max_grad_norm": float(max_grad_norm),
+                "accountant": accountant,
+                "unit_of_privacy": unit_of_privacy,
+                "max_epsilon": max_epsilon,
+                "planned_steps": planned_steps,
+                "versions": library_versions(),
+            }
+        )
+
+    def record_step(
+        self, *, sample_rate: float, noise_multiplier: float, max_grad_norm: float
+    ) -> None:
+        """Record one noisy optimizer step (called by the training wrappers)."""
+        if not self._entries:
+            raise ConfigError("record a run_start (BudgetLedger.start_run) before any step")
+        self._append(
+            {
+                "kind": "step",
+                "step": self.steps() + 1,
+                "sample_rate": float(sample_rate),
+                "noise_multiplier": float(noise_multiplier),
+                "max_grad_norm": float(max_grad_norm),
+            }
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the whole ledger to ``path`` (JSON lines) and return the path."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(
+            "".join(_canonical(e).decode("utf-8") + "\n" for e in self._entries), encoding="utf-8"
+        )
+        os.replace(tmp, p)
+        return p
+
+    def to_lines(self) -> str:
+        """The ledger as JSON-lines text."""
+        return "".join(_canonical(e).decode("utf-8") + "\n" for e in self._entries)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """Copies of the entries, oldest first."""
+        for e in self._entries:
+            yield dict(e)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The ``run_start`` entries."""
+        return [dict(e) for e in self._entries if e["kind"] == "run_start"]
+
+    def steps(self) -> int:
+        """Number of noisy steps over all runs."""
+        return sum(1 for e in self._entries if e["kind"] == "step")
+
+    def head(self) -> str:
+        """Hash of the newest entry (pins the whole ledger)."""
+        return self._entries[-1]["hash"] if self._entries else GENESIS
+
+    def verify(self) -> None:
+        """Re-check the hash chain; :class:`VerificationError` if it is broken."""
+        self._verify_entries(self._entries, source=str(self._path or "<memory>"))
+
+    def history(self) -> list[tuple[float, float, int]]:
+        """``(σ, q, steps)`` triples over all runs, consecutive equal settings merged."""
+        return accounting.compress_history(
+            (e["noise_multiplier"], e["sample_rate"], 1)
+            for e in self._entries
+            if e["kind"] == "step"
+        )
+
+    def _first_run(self) -> dict[str, Any]:
+        runs = self.runs()
+        if not runs:
+            raise ConfigError("the ledger is empty: no run has been recorded")
+        return runs[0]
+
+    @property
+    def delta(self) -> float:
+        return float(self._first_run()["delta"])
+
+    @property
+    def accountant(self) -> str:
+        return str(self.runs()[-1]["accountant"])
+
+    @property
+    def max_epsilon(self) -> float | None:
+        value = self.runs()[-1]["max_epsilon"] if self.runs() else None
+        return None if value is None else float(value)
+
+    @property
+    def unit_of_privacy(self) -> str:
+        return str(self._first_run()["unit_of_privacy"])
+
+    def epsilon_spent(self, delta: float | None = None, *, accountant: str | None = None) -> float:
+        """ε spent so far at ``delta`` (default: the ledger's δ) by the run's accountant.
+
+        Args:
+            delta: δ to report ε at.
+            accountant: Override the accountant (``prv``, ``rdp`` or ``gdp``).
+        """
+        if not self._entries:
+            return 0.0
+        d = self.delta if delta is None else float(delta)
+        acc = accountant or self.accountant
+        history = self.history()
+        key = (acc, d, tuple(history))
+        if key not in self._eps_cache:
+            self._eps_cache[key] = compute_epsilon(acc, history, d)
+        return self._eps_cache[key]
+
+    def gdp_mu(self) -> float:
+        """Gaussian-DP μ of the history (CLT approximation, Dong et al. 2022)."""
+        return accounting.gdp_mu(self.history())
+
+    def epsilon_if(
+        self,
+        *,
+        noise_multiplier: float,
+        sample_rate: float,
+        extra_steps: int,
+        delta: float | None = None,
+    ) -> float:
+        """ε after ``extra_steps`` more steps at (σ, q), without recording them."""
+        d = self.delta if delta is None else float(delta)
+        history = [*self.history(), (noise_multiplier, sample_rate, extra_steps)]
+        return compute_epsilon(self.accountant, history, d)
+
+    def steps_allowed(
+        self,
+        *,
+        noise_multiplier: float,
+        sample_rate: float,
+        max_epsilon: float,
+        hint: int | None = None,
+    ) -> int:
+        """The most further steps at (σ, q) that keep ε ≤ ``max_epsilon`` (search over steps).
+
+        Args:
+            noise_multiplier: σ of the further steps.
+            sample_rate: q of the further steps.
+            max_epsilon: The budget.
+            hint: A guess (e.g. the planned number of steps) that speeds the search up.
+
+        Returns 0 when even one more step would exceed the budget.
+        """
+        d = self.delta
+        prior = self.history()
+
+        def fits(k: int) -> bool:
+            return (
+                compute_epsilon(self.accountant, [*prior, (noise_multiplier, sample_rate, k)], d)
+                <= max_epsilon
+            )
+
+        if hint is not None and hint >= 1 and fits(hint):
+            lo, hi = hint, hint * 2
+        elif fits(1):
+            lo, hi = 1, 2
+        else:
+            return 0
+        while fits(hi):
+            lo, hi = hi, hi * 2
+            if hi > 10**9:
+                return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def fits_budget(
+        self, *, noise_multiplier: float, sample_rate: float, steps: int, max_epsilon: float
+    ) -> bool:
+        """Whether ``steps`` further steps at (σ, q) keep ε ≤ ``max_epsilon``."""
+        return (
+            self.epsilon_if(
+                noise_multiplier=noise_multiplier, sample_rate=sample_rate, extra_steps=steps
+            )
+            <= max_epsilon
+        )
+
+    def check_budget(
+        self, *, noise_multiplier: float, sample_rate: float, max_epsilon: float | None
+    ) -> None:
+        """Raise :class:`BudgetExceededError` if one more step would exceed ``max_epsilon``."""
+        if max_epsilon is None:
+            return
+        nxt = self.epsilon_if(
+            noise_multiplier=noise_multiplier, sample_rate=sample_rate, extra_steps=1
+        )
+        if nxt > max_epsilon:
+            raise BudgetExceededError(
+                f"the next step would spend ε = {nxt:.4f} > budget {max_epsilon:g} "
+                f"(δ = {self.delta:g}, {self.accountant} accountant, {self.steps()} steps taken); "
+                "the step was not taken. Raise `max_epsilon` in the policy only if the data owner agrees, "
+                "or stop training here"
+            )
+
+    def summary(self, delta: float | None = None) -> LedgerSummary:
+        """Everything an auditor needs, computed now."""
+        d = self.delta if delta is None else float(delta)
+        history = self.history()
+        return LedgerSummary(
+            accountant=self.accountant,
+            epsilon=self.epsilon_spent(d),
+            epsilon_rdp=accounting.rdp_epsilon(history, d) if history else 0.0,
+            gdp_mu=accounting.gdp_mu(history),
+            delta=d,
+            steps=self.steps(),
+            runs=len(self.runs()),
+            history=tuple(history),
+            unit_of_privacy=self.unit_of_privacy,
+            max_epsilon=self.max_epsilon,
+        )
+
+    def epsilon_curve(
+        self, points: int = 30, delta: float | None = None
+    ) -> list[tuple[int, float]]:
+        """``(steps, ε)`` pairs along the ledger, for plots (``points`` evaluations)."""
+        d = self.delta if delta is None else float(delta)
+        per_step = [
+            (e["noise_multiplier"], e["sample_rate"], 1)
+            for e in self._entries
+            if e["kind"] == "step"
+        ]
+        total = len(per_step)
+        if total == 0:
+            return [(0, 0.0)]
+        marks = sorted({max(1, round(total * i / points)) for i in range(1, points + 1)})
+        return [(0, 0.0)] + [(k, compute_epsilon(self.accountant, per_step[:k], d)) for k in marks]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"BudgetLedger(entries={len(self._entries)}, steps={self.steps()}, head={self.head()[:12]})"
