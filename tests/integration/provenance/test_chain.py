@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import pytest
+
+from safeguard.errors import UsageError
+from safeguard.policy import load_policy
+from safeguard.provenance import ChainError, load_public_key, verify_chain
+
+
+def _broken(result) -> list[str]:
+    return [link.name for link in result.broken]
+
+
+def test_full_chain_verifies_under_the_healthcare_policy(run) -> None:
+    pub = load_public_key(run.pub_path)
+    result = verify_chain(
+        run.generation_manifest, public_keys=[pub], policy=load_policy("healthcare-hipaa")
+    )
+    assert result.ok, result.broken
+    names = [link.name for link in result.links]
+    for expected in (
+        "generation -> training",
+        "training -> scrub",
+        "scrub -> raw dataset",
+        "policy: epsilon",
+        "policy: scrub policy",
+        "policy: watermark",
+    ):
+        assert expected in names
+    assert [m.kind for m in result.manifests] == ["generation", "training", "scrub", "dataset"]
+    result.raise_for_failure()
+
+
+def test_missing_scrub_manifest_names_the_link(run) -> None:
+    run.scrub_manifest.unlink()
+    pub = load_public_key(run.pub_path)
+    result = verify_chain(run.generation_manifest, public_keys=[pub])
+    assert _broken(result) == ["training -> scrub"]
+    with pytest.raises(ChainError, match="broken link 'training -> scrub'"):
+        result.raise_for_failure()
+
+
+def test_missing_raw_dataset_manifest_names_the_link(run) -> None:
+    run.raw_manifest.unlink()
+    result = verify_chain(run.generation_manifest, public_keys=[load_public_key(run.pub_path)])
+    assert _broken(result) == ["scrub -> raw dataset"]
+
+
+def test_model_changed_after_training_breaks_the_training_manifest(run) -> None:
+    (run.model / "model.safetensors").write_bytes(b"poisoned")
+    result = verify_chain(run.generation_manifest, public_keys=[load_public_key(run.pub_path)])
+    assert _broken(result) == ["training manifest training.json: verify"]
+    assert "model" in result.broken[0].detail
+
+
+def test_model_swapped_breaks_generation_link(tmp_path, make_run) -> None:
+    run = make_run(tmp_path / "a")
+    # the model was changed after the training manifest was written; a new generation names it
+    (run.model / "extra.txt").write_text("retrained")
+    from safeguard.provenance import generation_predicate, write_manifest
+    from safeguard.provenance.digest import digest_directory
+
+    write_manifest(
+        "generation",
+        [run.text],
+        generation_predicate(
+            model=("model", digest_directory(run.model).sha256),
+            watermark={"scheme": "gumbel", "key_id": "k"},
+        ),
+        run.generation_manifest,
+        run.key,
+    )
+    result = verify_chain(run.generation_manifest, public_keys=[run.key.public_key])
+    assert "generation -> training" in _broken(result)
+
+
+def test_tampered_manifest_signature_is_named(run) -> None:
+    import base64
+    import json
+
+    doc = json.loads(run.scrub_manifest.read_text())
+    payload = json.loads(base64.b64decode(doc["payload"]))
+    payload["predicate"]["entity_counts"]["PERSON"] = 0
+    doc["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    run.scrub_manifest.write_text(json.dumps(doc))
+    result = verify_chain(run.generation_manifest, public_keys=[load_public_key(run.pub_path)])
+    assert _broken(result) == ["scrub manifest scrub.json: verify"]
+    assert "signature" in result.broken[0].detail
+
+
+def test_epsilon_over_the_policy_fails(tmp_path, make_run) -> None:
+    run = make_run(tmp_path / "r", epsilon_spent=9.5)
+    result = verify_chain(
+        run.generation_manifest,
+        public_keys=[run.key.public_key],
+        policy=load_policy("healthcare-hipaa"),
+    )
+    assert _broken(result) == ["policy: epsilon"]
+    assert "9.5 > policy target_epsilon 8" in result.broken[0].detail
+
+
+def test_wrong_scrub_policy_fails(tmp_path, make_run) -> None:
+    run = make_run(tmp_path / "r", scrub_policy="default")
+    result = verify_chain(
+        run.generation_manifest,
+        public_keys=[run.key.public_key],
+        policy=load_policy("healthcare-hipaa"),
+    )
+    assert _broken(result) == ["policy: scrub policy"]
+
+
+def test_missing_watermark_fails_when_required(tmp_path, make_run) -> None:
+    run = make_run(tmp_path / "r", watermark={})
+    result = verify_chain(
+        run.generation_manifest,
+        public_keys=[run.key.public_key],
+        policy=load_policy("healthcare-hipaa"),
+    )
+    assert _broken(result) == ["policy: watermark"]
+
+
+def test_unsigned_run_fails_a_signing_policy(tmp_path, make_run, other_key) -> None:
+    run = make_run(tmp_path / "r", sign=False)
+    result = verify_chain(
+        run.generation_manifest,
+        public_keys=[run.key.public_key],
+        policy=load_policy("healthcare-hipaa"),
+    )
+    assert len(result.broken) == 4 and all(link.name.endswith(": verify") for link in result.broken)
+    with pytest.raises(UsageError, match="pass --pubkey"):
+        verify_chain(run.generation_manifest, policy=load_policy("healthcare-hipaa"))
+    # without a signing policy and without keys, digests and links still verify
+    assert verify_chain(run.generation_manifest, policy=load_policy("moderation")).ok
+
+
+def test_wrong_key_fails_every_manifest(run, other_key) -> None:
+    result = verify_chain(run.generation_manifest, public_keys=[other_key.public_key])
+    assert len(result.broken) == 4
+
+
+@pytest.fixture
+def other_key():
+    from safeguard.provenance import PrivateKey
+
+    return PrivateKey.generate()
