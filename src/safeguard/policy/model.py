@@ -89,16 +89,34 @@ def _resolve(name_or_path: str | Path) -> Path:
     )
 
 
-def _line_index(node: yaml.Node, prefix: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+def _line_index(
+    node: yaml.Node,
+    prefix: tuple[Any, ...],
+    out: dict[tuple[Any, ...], int],
+    duplicates: list[PolicyIssue] | None = None,
+) -> None:
     out[prefix] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            out[(*prefix, key)] = key_node.start_mark.line + 1
-            _line_index(value_node, (*prefix, key), out)
+            line = key_node.start_mark.line + 1
+            if key in seen and duplicates is not None:
+                path = ".".join(str(p) for p in (*prefix, key))
+                duplicates.append(
+                    PolicyIssue(
+                        path,
+                        line,
+                        f"duplicate key (first defined on line {seen[key]}); YAML would silently keep "
+                        "only the last value, so remove one of them",
+                    )
+                )
+            seen.setdefault(key, line)
+            out[(*prefix, key)] = line
+            _line_index(value_node, (*prefix, key), out, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _line_index(item, (*prefix, i), out)
+            _line_index(item, (*prefix, i), out, duplicates)
 
 
 def _issues(exc: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[PolicyIssue]:
@@ -134,12 +152,24 @@ def validate_policy_text(
     if not isinstance(data, dict):
         return None, [PolicyIssue("(top level)", 1, "a policy must be a YAML mapping")]
     lines: dict[tuple[Any, ...], int] = {}
+    found: list[PolicyIssue] = []
     if node is not None:
-        _line_index(node, (), lines)
+        _line_index(node, (), lines, found)
+    if "source" in data:  # set by the loader, not a policy key
+        found.append(
+            PolicyIssue(
+                "source", lines.get(("source",)), "unknown key; remove it or check its spelling"
+            )
+        )
+        data = {k: v for k, v in data.items() if k != "source"}
+    policy: Policy | None = None
     try:
         policy = Policy.model_validate({**data, "source": source})
     except ValidationError as exc:
-        return None, _issues(exc, lines)
+        found.extend(_issues(exc, lines))
+    if found:
+        found.sort(key=lambda i: (i.line is None, i.line or 0))
+        return None, found
     return policy, []
 
 
