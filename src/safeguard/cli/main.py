@@ -29,6 +29,8 @@ VERBS: tuple[str, ...] = (
     "safeguard.cli.watermark_cmds",
     "safeguard.cli.manifest_cmds",
     "safeguard.cli.policy_cmds",
+    "safeguard.cli.demo_cmds",
+    "safeguard.cli.scrub_cmds",
 )
 
 log = logging.getLogger("safeguard")

@@ -1,0 +1,138 @@
+"""The real `safeguard` entry point: keygen -> generate -> detect, exit codes, and no secret in output."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+
+def sg(*args: str, check_rc: int | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "safeguard", *args], capture_output=True, text=True
+    )
+    if check_rc is not None:
+        assert proc.returncode == check_rc, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from safeguard.demo.tiny_lm import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("cli-lm"))
+
+
+def test_keygen_generate_detect_round_trip(tmp_path, model_dir):
+    key = tmp_path / "key.json"
+    out = sg(
+        "keygen", "--scheme", "gumbel", "--tokenizer", str(model_dir), "--out", str(key), check_rc=0
+    )
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    secret = json.loads(key.read_text())["secret"]
+    secret_forms = [secret, base64.b64decode(secret).hex()]
+    public = json.loads(out.stdout)
+    assert public["key_id"].startswith("wm-") and "secret" not in public
+
+    marked, plain = tmp_path / "marked.jsonl", tmp_path / "plain.jsonl"
+    common = [
+        "--model",
+        str(model_dir),
+        "--key",
+        str(key),
+        "--prompt",
+        "The river",
+        "--prompt",
+        "A small library",
+        "--max-new-tokens",
+        "100",
+        "--seed",
+        "1",
+    ]
+    gen = sg("generate", *common, "--out", str(marked), check_rc=0)
+    sg("generate", *common, "--no-watermark", "--out", str(plain), check_rc=0)
+
+    # watermarked texts are flagged -> exit 1 (a finding)
+    res = sg(
+        "detect", str(marked), "--key", str(key), "--tokenizer", str(model_dir), "--fpr", "1e-3"
+    )
+    assert res.returncode == 1, res.stderr
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert len(lines) == 2 and all(x["is_watermarked"] and x["p_value"] < 1e-6 for x in lines)
+
+    # plain texts are not -> exit 0
+    res0 = sg(
+        "detect",
+        str(plain),
+        "--key",
+        str(key),
+        "--tokenizer",
+        str(model_dir),
+        "--out",
+        str(tmp_path / "r.jsonl"),
+    )
+    assert res0.returncode == 0, res0.stderr
+    assert "2 records, 0 flagged" in res0.stderr
+
+    for proc in (out, gen, res, res0):
+        for form in secret_forms:
+            assert form not in proc.stdout and form not in proc.stderr
+
+
+def test_detect_bad_records_are_reported_not_dropped(tmp_path, model_dir):
+    key = tmp_path / "key.json"
+    sg("keygen", "--out", str(key), check_rc=0)
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"text": "hello there"}\nnot json\n{"other": 1}\n\n')
+    res = sg("detect", str(data), "--key", str(key), "--tokenizer", str(model_dir))
+    assert res.returncode == 2
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [x["line"] for x in lines] == [1, 2, 3]
+    assert "error" in lines[1] and "missing field" in lines[2]["error"]
+    assert "3 records" in res.stderr and "2 could not be processed" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ["detect", "missing.jsonl", "--key", "nokey.json", "--tokenizer", "."],
+            "safeguard keygen",
+        ),
+        (["keygen", "--scheme", "nope", "--out", "x.json"], "known schemes"),
+        (["keygen", "--param", "context_width", "--out", "x.json"], "NAME=VALUE"),
+        (["detect"], "required"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(tmp_path, args, needle):
+    proc = subprocess.run(
+        [sys.executable, "-m", "safeguard", *args], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_corrupt_key_file_exit_2(tmp_path, model_dir):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{broken")
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    proc = sg("detect", str(data), "--key", str(bad), "--tokenizer", str(model_dir))
+    assert proc.returncode == 2 and "corrupt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_tokenizer_mismatch_exit_2(tmp_path, model_dir):
+    from safeguard.demo.tiny_lm import build_tiny_lm
+
+    other = build_tiny_lm(tmp_path / "other", vocab_size=600)
+    key = tmp_path / "key.json"
+    sg("keygen", "--tokenizer", str(model_dir), "--out", str(key), check_rc=0)
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    proc = sg("detect", str(data), "--key", str(key), "--tokenizer", str(other))
+    assert proc.returncode == 2 and "bound to tokenizer" in proc.stderr
