@@ -1,0 +1,164 @@
+"""``safeguard scrub``: scrub PII/PHI from a JSONL, CSV or Parquet file under a policy.
+
+    safeguard scrub IN OUT --policy healthcare-hipaa [--field text] [--report report.json]
+                    [--resume] [--quarantine q.jsonl] [--allow-quarantine] [--key-file k.json]
+    safeguard scrub-key PATH          # new pseudonym key file (0600); prints its key id
+
+Exit codes: 0 done; 1 done but records were quarantined (unless ``--allow-quarantine``);
+2 usage or input error (missing/unreadable file, unknown field, malformed policy, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "scrub",
+        help="scrub PII/PHI from a JSONL, CSV or Parquet file",
+        description="Scrub the text fields of every record of IN into OUT under a policy's `pii:` section.",
+    )
+    p.add_argument("input", metavar="IN", help="input file (.jsonl, .csv or .parquet)")
+    p.add_argument("output", metavar="OUT", help="output file (format from its suffix)")
+    p.add_argument(
+        "--policy",
+        default="healthcare-hipaa",
+        help="policy name or YAML path (default: healthcare-hipaa)",
+    )
+    p.add_argument(
+        "--field",
+        action="append",
+        dest="fields",
+        metavar="PATH",
+        help="field to scrub; dotted paths and * for lists (e.g. messages.*.content); repeatable; default: text",
+    )
+    p.add_argument(
+        "--format", dest="input_format", choices=("jsonl", "csv", "parquet"), help="input format"
+    )
+    p.add_argument("--output-format", choices=("jsonl", "csv", "parquet"), help="output format")
+    p.add_argument("--report", metavar="PATH", help="write the scrub report (JSON) here")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument(
+        "--quarantine", metavar="PATH", help="quarantine file (default: OUT.quarantine.jsonl)"
+    )
+    p.add_argument(
+        "--allow-quarantine",
+        action="store_true",
+        help="exit 0 even if some records were quarantined",
+    )
+    p.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="pseudonym key for pseudonym/surrogate/date_shift operators",
+    )
+    p.add_argument(
+        "--patient-field", metavar="PATH", help="field grouping records per patient (date shifting)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="records per batch and checkpoint (default 256)"
+    )
+    p.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--max-record-bytes",
+        type=int,
+        default=16 << 20,
+        help="quarantine records larger than this (default 16 MiB)",
+    )
+    p.add_argument(
+        "--no-ner",
+        action="store_true",
+        help="patterns only: much faster, lower recall on names/places",
+    )
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument(
+        "--progress", dest="progress", action="store_true", default=None, help="show a progress bar"
+    )
+    bar.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show a progress bar"
+    )
+    p.set_defaults(func=_scrub)
+
+    k = subparsers.add_parser(
+        "scrub-key",
+        help="create a pseudonym key file for keyed scrub operators",
+        description="Write a new random pseudonym key (JSON, mode 0600) and print its key id.",
+    )
+    k.add_argument("path", help="where to write the key file (must not exist)")
+    k.set_defaults(func=_scrub_key)
+
+
+def _scrub(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from safeguard.errors import ConfigError
+    from safeguard.pii import PseudonymKey, Scrubber
+    from safeguard.pii.stream import scrub_file
+    from safeguard.policy import load_policy, policy_digest
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size (={args.batch_size}) must be >= 1")
+    if args.processes < 1:
+        raise ConfigError(f"--processes (={args.processes}) must be >= 1")
+    if args.max_record_bytes < 1:
+        raise ConfigError(f"--max-record-bytes (={args.max_record_bytes}) must be >= 1")
+    policy = load_policy(args.policy)
+    key = PseudonymKey.load(args.key_file) if args.key_file else None
+    overrides: dict[str, Any] = {}
+    if args.no_ner:
+        overrides["use_ner"] = False
+    scrubber = Scrubber.from_policy(policy, key=key, **overrides)
+    report = scrub_file(
+        scrubber,
+        Path(args.input),
+        Path(args.output),
+        fields=args.fields or ["text"],
+        input_format=args.input_format,
+        output_format=args.output_format,
+        quarantine_path=args.quarantine,
+        report_path=args.report,
+        resume=args.resume,
+        batch_size=args.batch_size,
+        processes=args.processes,
+        patient_field=args.patient_field,
+        max_record_bytes=args.max_record_bytes,
+        policy_digest=policy_digest(policy),
+        progress=args.progress,
+    )
+    rec = report.records
+    summary = {
+        "output": report.output["path"],
+        "records": rec,
+        "entities": report.entities,
+        "quarantine": report.quarantine["path"],
+    }
+    sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+    if rec.get("quarantined", 0):
+        sys.stderr.write(
+            f"safeguard scrub: {rec['quarantined']} record(s) quarantined to "
+            f"{report.quarantine['path']} (see each entry's reason)\n"
+        )
+        return 0 if args.allow_quarantine else 1
+    return 0
+
+
+def _scrub_key(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from safeguard.errors import ConfigError
+    from safeguard.pii import PseudonymKey
+
+    path = Path(args.path)
+    if path.exists():
+        raise ConfigError(
+            f"key file {str(path)!r} already exists; choose another path (keys are never overwritten)"
+        )
+    key = PseudonymKey.generate()
+    key.save(path)
+    sys.stdout.write(key.key_id + "\n")
+    return 0
