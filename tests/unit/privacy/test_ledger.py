@@ -13,7 +13,7 @@ from safeguard.privacy.ledger import compute_epsilon
 from safeguard.privacy.report import build_report, plot_epsilon, write_report
 
 
-def _ledger(path=None, steps=5, sigma=1.0, q=0.01, delta=1e-5, max_epsilon=None):
+def _ledger(path=None, steps=5, sigma=1.0, q=0.01, delta=1e-5, max_epsilon=None, accountant="prv"):
     led = BudgetLedger(path)
     led.start_run(
         config={"noise_multiplier": sigma},
@@ -23,7 +23,7 @@ def _ledger(path=None, steps=5, sigma=1.0, q=0.01, delta=1e-5, max_epsilon=None)
         sample_rate=q,
         noise_multiplier=sigma,
         max_grad_norm=1.0,
-        accountant="prv",
+        accountant=accountant,
         unit_of_privacy="one example",
         max_epsilon=max_epsilon,
         planned_steps=steps,
@@ -115,22 +115,22 @@ def test_budget_spans_runs_and_rejects_a_different_delta():
 
 
 def test_steps_allowed_is_the_exact_boundary():
-    led = _ledger(steps=10, sigma=2.0, q=0.02, delta=1e-5)
-    k = led.steps_allowed(noise_multiplier=2.0, sample_rate=0.02, max_epsilon=2.0)
+    led = _ledger(steps=10, sigma=1.0, q=0.05, delta=1e-5, accountant="rdp")
+    k = led.steps_allowed(noise_multiplier=1.0, sample_rate=0.05, max_epsilon=4.0)
     assert k > 0
     hist = led.history()
-    assert compute_epsilon("prv", [*hist, (2.0, 0.02, k)], 1e-5) <= 2.0
-    assert compute_epsilon("prv", [*hist, (2.0, 0.02, k + 1)], 1e-5) > 2.0
+    assert compute_epsilon("rdp", [*hist, (1.0, 0.05, k)], 1e-5) <= 4.0
+    assert compute_epsilon("rdp", [*hist, (1.0, 0.05, k + 1)], 1e-5) > 4.0
     assert (
-        led.steps_allowed(noise_multiplier=2.0, sample_rate=0.02, max_epsilon=2.0, hint=k // 2) == k
+        led.steps_allowed(noise_multiplier=1.0, sample_rate=0.05, max_epsilon=4.0, hint=k // 2) == k
     )
-    assert led.steps_allowed(noise_multiplier=2.0, sample_rate=0.02, max_epsilon=1e-6) == 0
+    assert led.steps_allowed(noise_multiplier=1.0, sample_rate=0.05, max_epsilon=1e-6) == 0
     with pytest.raises(BudgetExceededError, match="not taken"):
-        led.check_budget(noise_multiplier=2.0, sample_rate=0.02, max_epsilon=1e-6)
+        led.check_budget(noise_multiplier=1.0, sample_rate=0.05, max_epsilon=1e-6)
 
 
 def test_report_states_every_fact_and_plot_is_written(tmp_path):
-    led = _ledger(steps=50, max_epsilon=8.0)
+    led = _ledger(steps=50, max_epsilon=8.0, q=0.05)
     report = build_report(led)
     for key in (
         "unit_of_privacy",
