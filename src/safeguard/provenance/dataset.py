@@ -7,15 +7,16 @@ record can be proven without re-serialising it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from safeguard.errors import DataError
-from safeguard.provenance.merkle import EMPTY_ROOT, InclusionProof, MerkleTree
+from safeguard.provenance.merkle import InclusionProof, MerkleTree, root_and_count
 
 __all__ = ["dataset_root", "iter_records", "prove_record"]
+
+_BLOCK = 4 * 1024 * 1024
 
 
 def iter_records(path: str | os.PathLike[str]) -> Iterator[bytes]:
@@ -29,34 +30,29 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[bytes]:
         raise FileNotFoundError(f"dataset file {str(p)!r} does not exist")
     if p.is_dir():
         raise DataError(f"dataset {str(p)!r} is a directory; pass a JSONL file")
-    with open(p, "rb", buffering=4 * 1024 * 1024) as handle:
-        for line in handle:
-            if line.endswith(b"\n"):
-                line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-            if line:
-                yield line
+    rest = b""
+    with open(p, "rb", buffering=0) as handle:
+        while True:
+            block = handle.read(_BLOCK)
+            if not block:
+                break
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if line:
+                    yield line
+    if rest.endswith(b"\r"):
+        rest = rest[:-1]
+    if rest:
+        yield rest
 
 
 def dataset_root(path: str | os.PathLike[str]) -> tuple[int, str]:
     """Record count and hex RFC 6962 Merkle root of a JSONL file (streaming, O(log n) memory)."""
-    sha = hashlib.sha256
-    stack: list[tuple[int, bytes]] = []
-    count = 0
-    for record in iter_records(path):
-        count += 1
-        height, h = 0, sha(b"\x00" + record).digest()
-        while stack and stack[-1][0] == height:
-            _, left = stack.pop()
-            h = sha(b"\x01" + left + h).digest()
-            height += 1
-        stack.append((height, h))
-    if not stack:
-        return 0, EMPTY_ROOT.hex()
-    _, h = stack.pop()
-    while stack:
-        _, left = stack.pop()
-        h = sha(b"\x01" + left + h).digest()
-    return count, h.hex()
+    root, count = root_and_count(iter_records(path))
+    return count, root.hex()
 
 
 def prove_record(path: str | os.PathLike[str], index: int) -> tuple[bytes, InclusionProof]:

@@ -35,6 +35,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from safeguard.errors import DataError
@@ -47,6 +48,7 @@ __all__ = [
     "merkle_root",
     "node_hash",
     "record_bytes",
+    "root_and_count",
     "verify_inclusion",
 ]
 
@@ -225,34 +227,69 @@ class MerkleTree:
         return InclusionProof(index=index, tree_size=self.size, path=tuple(path))
 
 
+#: Leaves hashed per batch by :func:`merkle_root` (a power of two).
+_CHUNK = 1 << 14
+
+
+def _leaf_hashes(chunk: list[Any]) -> list[bytes]:
+    sha = hashlib.sha256
+    return [sha(b"\x00" + (r if type(r) is bytes else record_bytes(r))).digest() for r in chunk]
+
+
+def _level_root(level: list[bytes]) -> bytes:
+    while len(level) > 1:
+        level = _next_level(level)
+    return level[0]
+
+
+def root_and_count(
+    records: Iterable[bytes | str | dict[str, Any] | list[Any]],
+) -> tuple[bytes, int]:
+    """Root of the RFC 6962 tree over ``records`` and their number, in O(log n) memory.
+
+    Records are hashed in batches of 16,384: each full batch is a perfect subtree, pushed on
+    a stack that merges equal heights like a binary counter; the last, partial batch is the
+    rightmost subtree, and the stack is folded right to left onto it, which is RFC 6962's
+    split at the largest power of two.
+    """
+    it = iter(records)
+    stack: list[tuple[int, bytes]] = []  # (height in batches, root) of perfect subtrees
+    count = 0
+    partial: list[bytes] = []
+    while True:
+        leaves = _leaf_hashes(list(islice(it, _CHUNK)))
+        count += len(leaves)
+        if len(leaves) < _CHUNK:
+            partial = leaves
+            break
+        height, h = 0, _level_root(leaves)
+        while stack and stack[-1][0] == height:
+            _, left = stack.pop()
+            h = node_hash(left, h)
+            height += 1
+        stack.append((height, h))
+    if partial:
+        h = _level_root(partial)
+    elif stack:
+        _, h = stack.pop()
+    else:
+        return EMPTY_ROOT, 0
+    while stack:
+        _, left = stack.pop()
+        h = node_hash(left, h)
+    return h, count
+
+
 def merkle_root(records: Iterable[bytes | str | dict[str, Any] | list[Any]]) -> bytes:
     """Root of the RFC 6962 tree over ``records``, keeping O(log n) hashes in memory.
 
-    Leaves are folded into a stack of perfect subtrees as they stream in (a binary
-    counter), then the stack is merged right to left, which is RFC 6962's split rule.
-
     >>> merkle_root([]) == EMPTY_ROOT
     True
-    >>> records = [bytes([i]) for i in range(7)]
+    >>> records = [bytes([i % 256]) for i in range(70_000)]
     >>> merkle_root(records) == MerkleTree.from_records(records).root
     True
     """
-    sha = hashlib.sha256
-    stack: list[tuple[int, bytes]] = []  # (height, hash) of perfect subtrees, left to right
-    for record in records:
-        height, h = 0, sha(b"\x00" + record_bytes(record)).digest()
-        while stack and stack[-1][0] == height:
-            _, left = stack.pop()
-            h = sha(b"\x01" + left + h).digest()
-            height += 1
-        stack.append((height, h))
-    if not stack:
-        return EMPTY_ROOT
-    _, h = stack.pop()
-    while stack:
-        _, left = stack.pop()
-        h = sha(b"\x01" + left + h).digest()
-    return h
+    return root_and_count(records)[0]
 
 
 def verify_inclusion(

@@ -161,3 +161,13 @@ def test_record_bytes() -> None:
     assert record_bytes({"b": 1, "a": 2}) == b'{"a":2,"b":1}'
     with pytest.raises(DataError, match="record"):
         record_bytes(3)  # type: ignore[arg-type]
+
+
+def test_batched_streaming_root_matches_for_every_size(monkeypatch) -> None:
+    # small batches exercise full batches, the binary-counter merge and the partial tail
+    monkeypatch.setattr(merkle_mod, "_CHUNK", 4)
+    for n in range(80):
+        d = [f"r{i}".encode() for i in range(n)]
+        root, count = merkle_mod.root_and_count(iter(d))
+        assert count == n
+        assert root == _mth(d)
