@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,13 +145,21 @@ def _walk(root: Path) -> list[tuple[str, Path]]:
 
 
 def digest_directory(
-    path: str | os.PathLike[str], *, block_size: int = DEFAULT_BLOCK_SIZE
+    path: str | os.PathLike[str],
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    max_workers: int | None = None,
 ) -> DirectoryDigest:
     """Digest every regular file below ``path`` and combine them (OpenSSF model-signing style).
+
+    Files are hashed in a thread pool (hashlib releases the GIL while hashing large
+    blocks, so shards of a big model are hashed in parallel); the result does not depend
+    on the number of workers.
 
     Args:
         path: The directory, e.g. a ``save_pretrained`` folder.
         block_size: Bytes read per call.
+        max_workers: Threads hashing files (default: up to 4, at most the CPU count).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -161,10 +170,18 @@ def digest_directory(
         raise FileNotFoundError(f"directory {str(root)!r} does not exist")
     if not root.is_dir():
         raise DataError(f"{str(root)!r} is not a directory; use sha256_file for single files")
-    files = []
+    if max_workers is not None and max_workers < 1:
+        raise DataError(f"`max_workers` (={max_workers}) must be >= 1, or None for the default")
+    entries = _walk(root)
+    workers = max_workers or min(4, os.cpu_count() or 1)
+    if workers > 1 and len(entries) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            hashed = list(pool.map(lambda e: _hash_file(e[1], block_size), entries))
+    else:
+        hashed = [_hash_file(full, block_size) for _, full in entries]
     combined = hashlib.sha256()
-    for rel, full in _walk(root):
-        raw, size = _hash_file(full, block_size)
+    files = []
+    for (rel, _), (raw, size) in zip(entries, hashed, strict=True):
         combined.update(raw)
         files.append(FileDigest(path=rel, sha256=raw.hex(), size=size))
     return DirectoryDigest(sha256=combined.hexdigest(), files=tuple(files))

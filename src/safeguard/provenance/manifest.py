@@ -133,11 +133,33 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     return Manifest.from_envelope(envelope, path=p)
 
 
+#: Directories with at most this many files list their per-file digests in the subject.
+MAX_LISTED_FILES = 10_000
+
+
 def _digest_any(path: Path) -> tuple[str, dict[str, Any]]:
     if path.is_dir():
         d = digest_directory(path)
-        return d.sha256, {"kind": "directory", "files": len(d.files)}
+        annotations: dict[str, Any] = {"kind": "directory", "file_count": len(d.files)}
+        if len(d.files) <= MAX_LISTED_FILES:
+            annotations["files"] = {f.path: f.sha256 for f in d.files}
+        return d.sha256, annotations
     return sha256_file(path), {}
+
+
+def _changed_files(subject: Subject, current: dict[str, Any]) -> str:
+    before = subject.annotations.get("files")
+    after = current.get("files")
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return ""
+    changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
+    added = sorted(after.keys() - before.keys())
+    removed = sorted(before.keys() - after.keys())
+    parts = []
+    for label, names in (("changed", changed), ("added", added), ("removed", removed)):
+        if names:
+            parts.append(f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def subjects_from_paths(
@@ -253,12 +275,12 @@ def _check_subjects(manifest: Manifest, base_dir: Path, require: bool) -> tuple[
                 )
             checks.append(SubjectCheck(name=subject.name, status="missing"))
             continue
-        actual, _ = _digest_any(target)
+        actual, current = _digest_any(target)
         if actual != subject.sha256:
             raise SubjectDigestError(
                 f"subject {subject.name!r}: sha256 of {str(target)!r} is {actual[:16]}..., "
-                f"the manifest pins {subject.sha256[:16]}...; the file changed or the manifest "
-                "points at another artifact"
+                f"the manifest pins {subject.sha256[:16]}...{_changed_files(subject, current)}; "
+                "the file changed or the manifest points at another artifact"
             )
         checks.append(SubjectCheck(name=subject.name, status="ok"))
     return tuple(checks)

@@ -50,7 +50,7 @@ def test_model_changed_after_training_breaks_the_training_manifest(run) -> None:
     (run.model / "model.safetensors").write_bytes(b"poisoned")
     result = verify_chain(run.generation_manifest, public_keys=[load_public_key(run.pub_path)])
     assert _broken(result) == ["training manifest training.json: verify"]
-    assert "model" in result.broken[0].detail
+    assert "changed: model.safetensors" in result.broken[0].detail
 
 
 def test_model_swapped_breaks_generation_link(tmp_path, make_run) -> None:

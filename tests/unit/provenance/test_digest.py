@@ -92,3 +92,13 @@ def test_parse_digest() -> None:
     assert parse_digest("sha256:" + "a" * 64) == "a" * 64
     with pytest.raises(DataError, match="64 lower-case hex"):
         parse_digest("sha256:XYZ")
+
+
+def test_parallel_and_serial_directory_digests_agree(tmp_path) -> None:
+    root = _model(tmp_path)
+    for i in range(6):
+        (root / f"shard-{i}.bin").write_bytes(os.urandom(2000 + i))
+    serial = digest_directory(root, max_workers=1)
+    assert digest_directory(root, max_workers=4) == serial
+    with pytest.raises(DataError, match="max_workers"):
+        digest_directory(root, max_workers=0)
