@@ -21,10 +21,11 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from safeguard.errors import ConfigError, WatermarkError, missing_dependency
-from safeguard.watermark import prf_torch
+from safeguard.watermark import prf, prf_torch
 
 try:
     from transformers import LogitsProcessor
@@ -129,32 +130,37 @@ class WatermarkLogitsProcessor(LogitsProcessor):
                 input_ids.shape[0], input_ids.shape[1], pads, self.generator
             )
         a, b, active = self.scheme.rows(self.state, input_ids)
+        if not active.any():
+            return scores
         chosen = self.select(scores, a, b)
         forced = torch.full_like(scores, float("-inf"))
         forced.scatter_(1, chosen[:, None], 0.0)
-        return torch.where(active[:, None].to(scores.device), forced, scores)
+        if active.all():
+            return forced
+        return torch.where(torch.from_numpy(active).to(scores.device)[:, None], forced, scores)
 
-    def select(self, scores: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def select(self, scores: torch.Tensor, a: np.ndarray, b: np.ndarray) -> torch.Tensor:
         """Token per row: ``argmin_v -log(u_v) / p_v`` over the support of ``p = softmax(scores)``.
 
         Args:
             scores: Final scores of shape ``(batch, V)`` (``-inf`` outside the support).
-            a, b: PRF rows of shape ``(batch,)``.
+            a, b: PRF rows (uint64 words) of shape ``(batch,)``.
 
         Returns:
             Token ids of shape ``(batch,)``.
         """
+        seeds = torch.from_numpy(prf.row_seed(self.scheme.token_key, a, b).view(np.int64)).to(
+            scores.device
+        )
         probs = torch.softmax(scores.to(torch.float64), dim=-1)
         vocab = probs.shape[1]
         support = int((probs > 0).sum(dim=1).max())
-        key = self.scheme.token_key
         if support <= SPARSE_SUPPORT_FRACTION * vocab:
             p_top, idx = probs.topk(support, dim=1)
-            u = prf_torch.token_uniforms(key, a, b, idx)
-            race = torch.where(p_top > 0, -torch.log(u) / p_top.clamp_min(1e-300), float("inf"))
+            # -log(u) > 0 always (u < 1), so a zero probability gives +inf and never wins.
+            race = prf_torch.token_exponentials_from_seeds(seeds, idx).div_(p_top)
             return idx.gather(1, race.argmin(dim=1, keepdim=True)).squeeze(1)
-        u = prf_torch.uniform_matrix(key, a, b, vocab)
-        race = torch.where(probs > 0, -torch.log(u) / probs.clamp_min(1e-300), float("inf"))
+        race = prf_torch.exponentials_from_seeds(seeds, vocab).div_(probs)
         return race.argmin(dim=1)
 
 

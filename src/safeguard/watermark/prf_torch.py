@@ -10,11 +10,21 @@ against committed vectors).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from safeguard.watermark.prf import ROUNDS, SENTINEL, PRFKey
 
-__all__ = ["context_words", "row_seed", "token_uniforms", "uniform_matrix", "uniforms"]
+__all__ = [
+    "context_words",
+    "exponentials_from_seeds",
+    "row_seed",
+    "token_exponentials_from_seeds",
+    "token_uniforms",
+    "uniform_matrix",
+    "uniforms",
+]
 
 _M0 = 0xD2511F53
 _M1 = 0xCD9E8D57
@@ -57,26 +67,41 @@ def row_seed(key: PRFKey, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return w0 | (w1 << 32)
 
 
+def _mix_in_place(x: torch.Tensor) -> torch.Tensor:
+    # SplitMix64's output function; logical right shifts on int64 bit patterns are an
+    # arithmetic shift followed by a mask that clears the copied sign bits.
+    t = torch.bitwise_right_shift(x, 30).bitwise_and_((1 << 34) - 1)
+    x.bitwise_xor_(t).mul_(_C1)
+    torch.bitwise_right_shift(x, 27, out=t).bitwise_and_((1 << 37) - 1)
+    x.bitwise_xor_(t).mul_(_C2)
+    torch.bitwise_right_shift(x, 31, out=t).bitwise_and_((1 << 33) - 1)
+    return x.bitwise_xor_(t)
+
+
 def _row_words(seed: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    # Logical right shifts on int64 bit patterns: arithmetic shift, then mask off the sign copies.
-    x = (index + 1) * _GAMMA + seed
-    x = x ^ ((x >> 30) & ((1 << 34) - 1))
-    x = x * _C1
-    x = x ^ ((x >> 27) & ((1 << 37) - 1))
-    x = x * _C2
-    return x ^ ((x >> 31) & ((1 << 33) - 1))
+    return _mix_in_place((index + 1) * _GAMMA + seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _weyl_base(half_vocab: int, device: str) -> torch.Tensor:
+    # (i + 1) * gamma for every word index i of a row: the part of the counter that does not
+    # depend on the row, computed once per vocabulary size and device.
+    return (torch.arange(half_vocab, dtype=torch.int64, device=device) + 1) * _GAMMA
 
 
 def _to_uniform(w: torch.Tensor) -> torch.Tensor:
     return (w.to(torch.float64) + 0.5) * 2.0**-32
 
 
+def _word_halves(words: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
+    return torch.where(odd, (words >> 32) & _MASK32, words & _MASK32)
+
+
 def uniforms(key: PRFKey, a: torch.Tensor, b: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Uniforms for individual ``(a, b, token)`` triples; see :func:`safeguard.watermark.prf.uniforms`."""
     t = tokens.to(torch.int64)
     words = _row_words(row_seed(key, a, b), t >> 1)
-    odd = (t & 1).bool()
-    return _to_uniform(torch.where(odd, (words >> 32) & _MASK32, words & _MASK32))
+    return _to_uniform(_word_halves(words, (t & 1).bool()))
 
 
 def uniform_matrix(key: PRFKey, a: torch.Tensor, b: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -91,21 +116,48 @@ def uniform_matrix(key: PRFKey, a: torch.Tensor, b: torch.Tensor, vocab_size: in
         float64 tensor of shape ``(batch, V)``; row ``r`` equals numpy's
         ``uniform_vector(key, a[r], b[r], V)``.
     """
-    index = torch.arange((vocab_size + 1) // 2, dtype=torch.int64, device=a.device)[None, :]
-    words = _row_words(row_seed(key, a, b)[:, None], index)
-    pair = torch.stack([words & _MASK32, (words >> 32) & _MASK32], dim=-1)
-    return _to_uniform(pair.reshape(a.shape[0], -1)[:, :vocab_size])
+    words = _row_words(
+        row_seed(key, a, b)[:, None], torch.arange((vocab_size + 1) // 2, device=a.device)[None, :]
+    )
+    out = torch.empty((*words.shape, 2), dtype=torch.float64, device=a.device)
+    out[..., 0].copy_(words & _MASK32)
+    out[..., 1].copy_((words >> 32) & _MASK32)
+    return out.add_(0.5).mul_(2.0**-32).reshape(a.shape[0], -1)[:, :vocab_size]
 
 
 def token_uniforms(
     key: PRFKey, a: torch.Tensor, b: torch.Tensor, tokens: torch.Tensor
 ) -> torch.Tensor:
     """Uniforms of chosen ``tokens`` of shape ``(batch, k)`` in rows ``(a, b)`` of shape ``(batch,)``."""
-    seed = row_seed(key, a, b)[:, None]
     t = tokens.to(torch.int64)
-    words = _row_words(seed, t >> 1)
-    odd = (t & 1).bool()
-    return _to_uniform(torch.where(odd, (words >> 32) & _MASK32, words & _MASK32))
+    words = _row_words(row_seed(key, a, b)[:, None], t >> 1)
+    return _to_uniform(_word_halves(words, (t & 1).bool()))
+
+
+def exponentials_from_seeds(seeds: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """``-log(u)`` over the whole vocabulary for rows given by their seeds (the generation hot path).
+
+    Args:
+        seeds: int64 tensor of shape ``(batch,)`` holding the 64-bit row seeds
+            (:func:`safeguard.watermark.prf.row_seed`, reinterpreted as int64).
+        vocab_size: Number of token ids ``V``.
+
+    Returns:
+        float64 tensor of shape ``(batch, V)`` of Exp(1) variates, computed in place.
+    """
+    base = _weyl_base((vocab_size + 1) // 2, str(seeds.device))
+    words = _mix_in_place(base[None, :] + seeds[:, None])
+    out = torch.empty((*words.shape, 2), dtype=torch.float64, device=seeds.device)
+    out[..., 0].copy_(words & _MASK32)
+    out[..., 1].copy_((words >> 32) & _MASK32)
+    return out.add_(0.5).mul_(2.0**-32).log_().neg_().reshape(seeds.shape[0], -1)[:, :vocab_size]
+
+
+def token_exponentials_from_seeds(seeds: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``-log(u)`` of chosen ``tokens`` of shape ``(batch, k)`` for rows with ``seeds`` of shape ``(batch,)``."""
+    t = tokens.to(torch.int64)
+    words = _row_words(seeds[:, None], t >> 1)
+    return _to_uniform(_word_halves(words, (t & 1).bool())).log_().neg_()
 
 
 def context_words(key: PRFKey, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -84,8 +84,12 @@ class Scheme:
 
     def rows(
         self, state: GenerationState, input_ids: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """PRF rows ``(a, b)`` and an ``active`` mask, each of shape ``(batch,)``."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """PRF rows ``(a, b)`` (uint64 words) and an ``active`` mask, numpy arrays of shape ``(batch,)``.
+
+        Rows are a handful of integers per step, so they are computed with numpy on the
+        host; only the vocabulary-wide draw runs in torch on the model's device.
+        """
         raise NotImplementedError
 
     # detection side -------------------------------------------------------------------------

@@ -101,9 +101,7 @@ class ExpScheme(Scheme):
 
     def rows(
         self, state: GenerationState, input_ids: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        import torch
-
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         step = input_ids.shape[1] - state.prompt_len
         n = self.config.key_len
         if step >= n and not state.data["warned"]:
@@ -116,10 +114,8 @@ class ExpScheme(Scheme):
                 n,
             )
             state.data["warned"] = True
-        shift = state.data["shift"].to(input_ids.device)
-        a = (shift + step) % n
-        b = torch.zeros_like(a)
-        return a, b, torch.ones_like(a, dtype=torch.bool)
+        a = (state.data["shift"] + np.uint64(step)) % np.uint64(n)
+        return a, np.zeros_like(a), np.ones(a.shape[0], dtype=bool)
 
     # detection side -------------------------------------------------------------------------
     def cost_matrix(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

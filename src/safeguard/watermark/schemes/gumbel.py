@@ -91,36 +91,26 @@ class GumbelScheme(Scheme):
 
     def rows(
         self, state: GenerationState, input_ids: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        import torch
-
-        from safeguard.watermark import prf_torch
-
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h = self.config.context_width
         length = input_ids.shape[1]
-        ctx = input_ids[:, -h:] if length >= h else input_ids
-        if ctx.shape[1] < h:
-            fill = torch.full(
-                (ctx.shape[0], h - ctx.shape[1]), prf.SENTINEL, dtype=torch.int64, device=ctx.device
-            )
-            ctx = torch.cat([fill, ctx.to(torch.int64)], dim=1)
-        else:
-            ctx = ctx.to(torch.int64).clone()
+        tail = input_ids[:, -h:].detach().cpu().numpy().astype(np.int64)
+        ctx = np.full((tail.shape[0], h), prf.SENTINEL, dtype=np.int64)
+        ctx[:, h - tail.shape[1] :] = tail
         # Left padding is not context: the positions it occupies read as "before the start".
         first_col = length - h
         for r, pads in enumerate(state.pad_counts):
             if pads > first_col:
                 ctx[r, : min(h, pads - first_col)] = prf.SENTINEL
-        a, b = prf_torch.context_words(self.context_key, ctx)
-        active = torch.ones(ctx.shape[0], dtype=torch.bool, device=ctx.device)
+        a, b = prf.context_words(self.context_key, ctx)
+        active = np.ones(ctx.shape[0], dtype=bool)
         if self.config.skip_repeated_context:
-            pairs = (a.cpu().tolist(), b.cpu().tolist())
-            for r, (x, y) in enumerate(zip(*pairs, strict=True)):
+            for r, pair in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
                 seen = state.data["seen"][r]
-                if (x, y) in seen:
+                if pair in seen:
                     active[r] = False
                 else:
-                    seen.add((x, y))
+                    seen.add(pair)
         return a, b, active
 
     # detection side -------------------------------------------------------------------------
