@@ -143,3 +143,44 @@ def other_key():
     from safeguard.provenance import PrivateKey
 
     return PrivateKey.generate()
+
+
+def _policy(text: str):
+    from safeguard.policy.model import validate_policy_text
+
+    policy, issues = validate_policy_text("schema_version: 1\nname: custom\n" + text)
+    assert not issues, issues
+    return policy
+
+
+def test_policy_trusted_key_ids_and_min_signatures(run, other_key) -> None:
+    pub = run.key.public_key
+    trusted = _policy(f"provenance:\n  trusted_key_ids: [{run.key.key_id}]\n")
+    assert verify_chain(
+        run.generation_manifest, public_keys=[pub, other_key.public_key], policy=trusted
+    ).ok
+    untrusted = _policy(f"provenance:\n  trusted_key_ids: [{other_key.key_id}]\n")
+    with pytest.raises(UsageError, match="no trusted"):
+        verify_chain(run.generation_manifest, public_keys=[pub], policy=untrusted)
+    result = verify_chain(
+        run.generation_manifest, public_keys=[pub, other_key.public_key], policy=untrusted
+    )
+    assert len(result.broken) == 4
+    two = _policy("provenance:\n  min_signatures: 2\n")
+    result = verify_chain(
+        run.generation_manifest, public_keys=[pub, other_key.public_key], policy=two
+    )
+    assert len(result.broken) == 4 and "1 of the required 2" in result.broken[0].detail
+    # a second signer on every manifest satisfies it
+    from safeguard.provenance import load_manifest, sign
+
+    for path in (
+        run.generation_manifest,
+        run.training_manifest,
+        run.scrub_manifest,
+        run.raw_manifest,
+    ):
+        path.write_text(sign(load_manifest(path), other_key).to_json())
+    assert verify_chain(
+        run.generation_manifest, public_keys=[pub, other_key.public_key], policy=two
+    ).ok
