@@ -1,0 +1,98 @@
+"""One conformance suite over every registered scheme.
+
+Generation is driven through the real logits processor on toy logits (vocabulary of 20,
+peaked), so thousands of keys are cheap. Levels are stated per test; seeds are fixed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from safeguard.watermark import WatermarkKey, Watermarker, list_schemes
+
+torch = pytest.importorskip("torch")
+from safeguard.watermark.hf import WatermarkLogitsProcessor  # noqa: E402
+
+SCHEMES = list_schemes()
+VOCAB = 20
+LOGITS = torch.tensor([3.0, 2.2, 1.5, 1.0, 0.5] + [0.0] * 15, dtype=torch.float32)[None, :]
+PROBS = torch.softmax(LOGITS.double(), dim=-1)[0].numpy()
+
+
+def toy_generate(wm: Watermarker, steps: int, prompt: list[int], rng: np.random.Generator, sharpness: float = 1.0):
+    """Generate with the processor on random peaked logits; returns the new tokens."""
+    proc = WatermarkLogitsProcessor(wm.scheme)
+    ids = torch.tensor([prompt])
+    for _ in range(steps):
+        logits = torch.from_numpy(rng.normal(size=(1, VOCAB)) * sharpness).float()
+        scores = proc(ids, logits)
+        probs = torch.softmax(scores.double(), dim=-1)
+        nxt = int(torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(int(rng.integers(1 << 31)))))
+        ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+    return ids[0, len(prompt) :].numpy()
+
+
+def test_registry_lists_the_builtin_schemes():
+    assert {"gumbel", "exp", "exp-edit"} <= set(SCHEMES)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_key_round_trip_and_config(scheme, tmp_path):
+    key = WatermarkKey.generate(scheme)
+    loaded = WatermarkKey.load(key.save(tmp_path / "k.json"))
+    assert loaded.params == key.params and Watermarker(loaded).scheme.config == Watermarker(key).scheme.config
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_first_token_distortion_free_over_keys(scheme):
+    """3,000 fresh keys: the chosen first token follows p (chi-square, level 1e-3)."""
+    rng = np.random.default_rng(11)
+    counts = np.zeros(VOCAB)
+    for _ in range(3000):
+        wm = Watermarker(WatermarkKey.from_secret(rng.bytes(32), scheme))
+        proc = WatermarkLogitsProcessor(wm.scheme, generator=torch.Generator().manual_seed(int(rng.integers(1 << 31))))
+        out = proc(torch.tensor([[3, 4, 5, 6, 7]]), LOGITS)
+        counts[int(out.argmax())] += 1
+    assert stats.chisquare(counts, PROBS * counts.sum()).pvalue > 1e-3
+    # power: a distribution with 20% less mass on the top token is rejected by the same test
+    skewed = PROBS.copy()
+    skewed[0] *= 0.8
+    skewed /= skewed.sum()
+    assert stats.chisquare(counts, skewed * counts.sum()).pvalue < 1e-3
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_null_p_values_uniform(scheme):
+    """Key-independent texts: p-values are uniform (KS, level 1e-3) and FPR at 0.05 in its 99.9% interval."""
+    rng = np.random.default_rng(12)
+    wm = Watermarker(WatermarkKey.from_secret(b"\x21" * 32, scheme, **({"key_len": 32} if "exp" in scheme else {})))
+    options = {} if scheme == "gumbel" else {"resolution": 1e-2}
+    ps = []
+    for i in range(400):
+        text = rng.integers(0, VOCAB, size=40)
+        ps.append(wm.detect(text, false_positive_rate=0.05, seed=i, **options).p_value if options else wm.detect(text, false_positive_rate=0.05).p_value)
+    ps = np.array(ps)
+    if options:  # permutation p-values live on the grid k/(T+1): compare with the discrete uniform
+        grid = np.arange(1, 101) / 100
+        expected = np.full(100, len(ps) / 100)
+        observed = np.array([(np.isclose(ps, g)).sum() for g in grid])
+        pooled = observed.reshape(10, 10).sum(axis=1)
+        assert stats.chisquare(pooled, expected.reshape(10, 10).sum(axis=1)).pvalue > 1e-3
+    else:
+        assert stats.kstest(ps, "uniform").pvalue > 1e-3
+    lo, hi = stats.binom.interval(0.999, len(ps), 0.05)
+    assert lo <= (ps <= 0.05).sum() <= hi
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_watermarked_toy_text_is_detected_and_wrong_key_is_not(scheme):
+    rng = np.random.default_rng(13)
+    params = {"key_len": 64} if "exp" in scheme else {}
+    wm = Watermarker(WatermarkKey.from_secret(b"\x22" * 32, scheme, **params))
+    wrong = Watermarker(WatermarkKey.from_secret(b"\x23" * 32, scheme, **params))
+    tokens = toy_generate(wm, 60, [1, 2, 3, 4], rng, sharpness=1.5)
+    options = {} if scheme == "gumbel" else {"resolution": 1e-3}
+    assert wm.detect(tokens, prompt_ids=[1, 2, 3, 4], **options).p_value <= 1e-3
+    assert wrong.detect(tokens, prompt_ids=[1, 2, 3, 4], **options).p_value > 1e-3
