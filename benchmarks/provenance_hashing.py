@@ -80,7 +80,7 @@ def main() -> None:
                 assert out.split()[0] == d_ours, "digests differ"
         mib = size / (1 << 20)
         best_ours, best_theirs = min(ours), min(theirs)
-        print(f"file: {mib:.0f} MiB in {tmpdir}")
+        print(f"file: {mib:.0f} MiB in {tmpdir}; load average {os.getloadavg()[0]:.1f}")
         print(
             f"safeguard sha256_file : best {mib / best_ours:8.1f} MiB/s  median {mib / statistics.median(ours):8.1f} MiB/s"
         )
