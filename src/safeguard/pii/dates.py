@@ -48,9 +48,12 @@ def _ordinal(n: int) -> str:
 
 def _month_name(month: int, like: str) -> str:
     full = _MONTHS[month - 1]
-    name = (
-        full[:3] if len(like) <= 3 else ("sept" if like.lower() == "sept" and month == 9 else full)
-    )
+    if like.lower() in _MONTHS:  # written in full ("May" counts as full)
+        name = full
+    elif like.lower() == "sept" and month == 9:
+        name = "sept"
+    else:
+        name = full[:3]
     if like.isupper():
         return name.upper()
     if like[:1].isupper():

@@ -221,7 +221,7 @@ def _surrogate_digits(entity: str, value: str, rng: random.Random) -> str:
             digits[0] = str(rng.randrange(2, 10))
             digits[3] = str(rng.randrange(2, 10))
             new = _set_digits(new, "".join(digits))
-        return prefix + new + (_shape(ext, rng) if ext else "")
+        return prefix + new + re.sub(r"\d", lambda _: str(rng.randrange(10)), ext)
     new = _shape(value, rng)
     digits = re.sub(r"\D", "", new)
     if entity == "CREDIT_CARD" and len(digits) >= 13:

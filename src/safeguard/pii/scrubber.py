@@ -122,6 +122,8 @@ class Scrubber:
     @property
     def analyzer(self) -> Any:
         """The Presidio-backed analyzer (built on first use)."""
+        if self._analyzer is None and not self.config.use_ner:
+            self._analyzer = _PatternsOnly(self._detector)
         if self._analyzer is None:
             from safeguard.pii._presidio import SafeguardAnalyzer
 
@@ -245,3 +247,13 @@ def _keyed() -> set[str]:
     from safeguard.pii.operators import KEYED_OPERATORS
 
     return KEYED_OPERATORS
+
+
+class _PatternsOnly:
+    """Analyzer for ``use_ner=False``: the pattern recognizers alone (no Presidio, no spaCy)."""
+
+    def __init__(self, detector: PatternDetector) -> None:
+        self._detector = detector
+
+    def analyze_batch(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Candidate]]:
+        return [self._detector.detect(t) for t in texts]
