@@ -1,7 +1,8 @@
 """Export manifests to formats other tools read: Croissant RAI metadata and model cards.
 
 :func:`croissant_metadata` writes plain Croissant 1.1 JSON-LD with the
-Responsible-AI (RAI) vocabulary; it does not need ``mlcroissant``. Keys are the
+Responsible-AI (RAI) vocabulary; it does not need ``mlcroissant`` (the tests load
+the output with ``mlcroissant`` and read the RAI fields back). Keys are the
 Croissant/RAI terms (``rai:dataCollection``, ``rai:personalSensitiveInformation``,
 ``rai:dataPreprocessingProtocol``) and the lineage uses PROV-O
 (``prov:wasDerivedFrom``).
@@ -18,20 +19,47 @@ from safeguard.provenance.manifest import Manifest
 
 __all__ = ["CROISSANT_CONTEXT", "croissant_metadata", "model_card_section"]
 
-#: JSON-LD context of Croissant 1.1 with the RAI and PROV-O namespaces.
+#: The Croissant JSON-LD context (as published with the Croissant examples and written by
+#: ``mlcroissant``), plus the PROV-O and safeguard prefixes used for lineage.
 CROISSANT_CONTEXT: dict[str, Any] = {
     "@language": "en",
     "@vocab": "https://schema.org/",
-    "sc": "https://schema.org/",
+    "citeAs": "cr:citeAs",
+    "column": "cr:column",
+    "conformsTo": "dct:conformsTo",
     "cr": "http://mlcommons.org/croissant/",
     "rai": "http://mlcommons.org/croissant/RAI/",
-    "prov": "http://www.w3.org/ns/prov#",
+    "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
     "dct": "http://purl.org/dc/terms/",
-    "citeAs": "cr:citeAs",
-    "conformsTo": "dct:conformsTo",
-    "contentUrl": {"@id": "schema:contentUrl", "@type": "@id"},
-    "sha256": "cr:sha256",
+    "equivalentProperty": "cr:equivalentProperty",
+    "examples": {"@id": "cr:examples", "@type": "@json"},
+    "extract": "cr:extract",
+    "field": "cr:field",
+    "fileProperty": "cr:fileProperty",
+    "fileObject": "cr:fileObject",
+    "fileSet": "cr:fileSet",
+    "format": "cr:format",
+    "includes": "cr:includes",
+    "isLiveDataset": "cr:isLiveDataset",
+    "jsonPath": "cr:jsonPath",
+    "key": "cr:key",
+    "md5": "cr:md5",
+    "parentField": "cr:parentField",
+    "path": "cr:path",
     "recordSet": "cr:recordSet",
+    "references": "cr:references",
+    "regex": "cr:regex",
+    "repeated": "cr:repeated",
+    "replace": "cr:replace",
+    "samplingRate": "cr:samplingRate",
+    "sc": "https://schema.org/",
+    "separator": "cr:separator",
+    "source": "cr:source",
+    "subField": "cr:subField",
+    "transform": "cr:transform",
+    "prov": "http://www.w3.org/ns/prov#",
+    "safeguard": "https://safeguard-ai.github.io/provenance/",
 }
 
 
@@ -79,7 +107,7 @@ def croissant_metadata(
     ]
     sources = pred.get("sources", [])
     doc: dict[str, Any] = {
-        "@context": CROISSANT_CONTEXT,
+        "@context": dict(CROISSANT_CONTEXT),
         "@type": "sc:Dataset",
         "conformsTo": "http://mlcommons.org/croissant/1.1",
         "name": pred["name"],
@@ -129,10 +157,6 @@ def croissant_metadata(
         for s in raw.statement.subjects:
             if not any(d.get("sha256") == s.sha256 for d in doc["prov:wasDerivedFrom"]):
                 doc["prov:wasDerivedFrom"].append({"@id": s.name, "sha256": s.sha256})
-    doc["@context"] = {
-        **CROISSANT_CONTEXT,
-        "safeguard": "https://safeguard-ai.github.io/provenance/",
-    }
     return doc
 
 

@@ -102,3 +102,41 @@ def test_croissant_rai_and_model_card(tmp_path, key) -> None:
     import hashlib
 
     assert hashlib.sha256(tr.read_bytes()).hexdigest() in card
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_croissant_output_loads_in_mlcroissant(tmp_path, key) -> None:
+    mlc = pytest.importorskip("mlcroissant")
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text('{"t": "<PERSON> seen"}\n')
+    n, root = dataset_root(clean)
+    ds = write_manifest(
+        "dataset",
+        [clean],
+        dataset_predicate(
+            name="clean-notes", record_count=n, merkle_root=root, licenses=["CC0-1.0"]
+        ),
+        tmp_path / "clean.dataset.json",
+        key,
+    )
+    sc = write_manifest(
+        "scrub",
+        [clean],
+        scrub_predicate(
+            policy_name="healthcare-hipaa",
+            inputs=[("raw.jsonl", "0" * 64)],
+            outputs=[("clean.jsonl", sha256_file(clean))],
+            entity_counts={"PERSON": 1},
+            quarantined=2,
+        ),
+        tmp_path / "scrub.json",
+        key,
+    )
+    doc = croissant_metadata(
+        load_manifest(ds), scrub=load_manifest(sc), url="https://example.org/notes"
+    )
+    metadata = mlc.Dataset(jsonld=doc).metadata
+    assert metadata.name == "clean-notes"
+    assert "PERSON (1)" in " ".join(metadata.personal_sensitive_information)
+    assert "2 record(s) quarantined" in metadata.data_preprocessing_protocol
+    assert metadata.distribution[0].sha256 == sha256_file(clean)
