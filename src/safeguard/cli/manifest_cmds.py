@@ -310,6 +310,16 @@ def _verify(args: argparse.Namespace) -> int:
                     )
                 )
             if policy is not None:
+                prov = policy.provenance
+                if prov is not None and prov.signing_required and args.allow_unsigned:
+                    links.append(
+                        ChainLink(
+                            name="policy: signatures",
+                            ok=False,
+                            detail=f"policy {policy.name!r} requires signed manifests, but signature "
+                            "checks were skipped (--allow-unsigned)",
+                        )
+                    )
                 links.extend(check_policy([m], policy))
             result = ChainResult(links=tuple(links), manifests=(m,))
         if not args.json:

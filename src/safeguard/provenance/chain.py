@@ -415,5 +415,14 @@ def verify_chain(
     walker.walk(first)
     links = list(walker.links)
     if policy is not None:
+        if prov is not None and prov.signing_required and not require_signature:
+            links.append(
+                ChainLink(
+                    name="policy: signatures",
+                    ok=False,
+                    detail=f"policy {policy.name!r} requires signed manifests, but signature checks "
+                    "were skipped; verify with --pubkey instead of --allow-unsigned",
+                )
+            )
         links.extend(check_policy(walker.walked, policy))
     return ChainResult(links=tuple(links), manifests=tuple(walker.walked))

@@ -184,3 +184,10 @@ def test_policy_trusted_key_ids_and_min_signatures(run, other_key) -> None:
     assert verify_chain(
         run.generation_manifest, public_keys=[pub, other_key.public_key], policy=two
     ).ok
+
+
+def test_skipping_signatures_cannot_satisfy_a_signing_policy(run) -> None:
+    result = verify_chain(
+        run.generation_manifest, policy=load_policy("healthcare-hipaa"), require_signature=False
+    )
+    assert _broken(result) == ["policy: signatures"]

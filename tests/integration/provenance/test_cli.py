@@ -316,3 +316,17 @@ def test_python_m_safeguard_subprocess(run) -> None:
         timeout=120,
     )
     assert proc.returncode == 1 and "model" in proc.stdout
+
+
+def test_allow_unsigned_fails_a_signing_policy(run, cli) -> None:
+    for extra in ((), ("--chain",)):
+        code, out, _ = cli(
+            "manifest",
+            "verify",
+            run.training_manifest,
+            "--allow-unsigned",
+            "--policy",
+            "healthcare-hipaa",
+            *extra,
+        )
+        assert code == 1 and "policy: signatures" in out
