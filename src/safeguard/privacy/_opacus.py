@@ -115,21 +115,26 @@ def _is_causal_lm(base: nn.Module | None) -> bool:
 
 
 def validation_problems(model: nn.Module) -> list[str]:
-    """Every Opacus-incompatible module with its fix, as one list (empty when all is well)."""
+    """Every Opacus-incompatible layer with its name and fix, as one list (empty when all is well)."""
     problems: list[str] = []
-    for err in ModuleValidator.validate(model, strict=False):
-        text = str(err)
-        if "BatchNorm" in text:
-            fix = "replace BatchNorm with GroupNorm (ModuleValidator.fix does this) or LayerNorm"
-        elif "LSTM" in text or "GRU" in text or "RNN" in text:
-            fix = "use opacus.layers.DPLSTM/DPGRU/DPRNN (ModuleValidator.fix does this)"
-        elif "track_running_stats" in text or "InstanceNorm" in text:
-            fix = "set track_running_stats=False"
-        elif "eval" in text.lower():
-            fix = "call model.train() before make_private"
-        else:
-            fix = "see opacus.validators.ModuleValidator.fix"
-        problems.append(f"{text.strip()} -> fix: {fix}")
+    for name, module in model.named_modules():
+        check = ModuleValidator.VALIDATORS.get(type(module))
+        if check is None:
+            continue
+        for err in check(module):
+            text = str(err).strip().split(". ")[0]
+            kind = type(module).__name__
+            if "BatchNorm" in kind:
+                fix = (
+                    "replace it with GroupNorm or LayerNorm (opacus ModuleValidator.fix does this)"
+                )
+            elif kind in {"LSTM", "GRU", "RNN"}:
+                fix = f"use opacus.layers.DP{kind} (opacus ModuleValidator.fix does this)"
+            elif "InstanceNorm" in kind:
+                fix = "set track_running_stats=False"
+            else:
+                fix = "see opacus.validators.ModuleValidator.fix"
+            problems.append(f"layer `{name or '(root)'}` ({kind}): {text} -> fix: {fix}")
     return problems
 
 
@@ -411,16 +416,20 @@ class PrivateTraining:
 
     # ------------------------------------------------------------------ training
     def batches(self) -> Iterator[Any]:
-        """Iterate over one epoch of physical batches (virtual steps when configured)."""
+        """Iterate over one epoch of physical batches (virtual steps when configured).
+
+        Starting the iterator leaves the global torch RNG untouched, so that a run resumed
+        from a checkpoint draws the same dropout masks as the uninterrupted run.
+        """
         if self.config.physical_batch_size:
             with BatchMemoryManager(
                 data_loader=self.data_loader,
                 max_physical_batch_size=self.config.physical_batch_size,
                 optimizer=self.optimizer,
             ) as loader:
-                yield from loader
+                yield from _rng_neutral_iter(loader)
         else:
-            yield from self.data_loader
+            yield from _rng_neutral_iter(self.data_loader)
 
     def loss_per_example(
         self, batch: Any, *, loss_fn: Callable[[Any, Any], torch.Tensor] | None = None
@@ -576,6 +585,13 @@ class PrivateTraining:
         for h in self._guard.hooks:
             h.remove()
         self._guard.hooks.clear()
+
+
+def _rng_neutral_iter(loader: Any) -> Iterator[Any]:
+    state = torch.get_rng_state()
+    it = iter(loader)
+    torch.set_rng_state(state)
+    return it
 
 
 def _replace_ledger(target: BudgetLedger, saved: BudgetLedger) -> None:
@@ -827,6 +843,9 @@ def make_private(
     """
     if not isinstance(config, DPConfig):
         raise ConfigError(f"`config` must be a DPConfig, got {type(config).__name__}")
+    if not model.training:
+        log.info("model was in eval mode (as from_pretrained returns it); switched to train mode")
+        model.train()
     problems = validation_problems(model)
     if problems:
         raise ConfigError(
@@ -974,10 +993,12 @@ def make_private(
             dataset,
             sample_rate=sample_rate,
             collate_fn=data_loader.collate_fn,
-            generator=seed_gen,
             distributed=distributed,
             num_workers=data_loader.num_workers,
         )
+        # Only the sampler draws from the seeded generator (a DataLoader would also draw a
+        # base seed from it each time an iterator starts, which breaks exact resumption).
+        dp_loader.batch_sampler.generator = seed_gen
     else:
         dp_loader = data_loader
 
