@@ -56,6 +56,7 @@ from safeguard.provenance.predicates import (
     generation_predicate,
     register_predicate,
     scrub_predicate,
+    scrub_predicate_from_report,
     training_predicate,
 )
 from safeguard.provenance.statement import Statement, StatementFormatError, Subject
@@ -100,6 +101,7 @@ __all__ = [
     "prove_record",
     "register_predicate",
     "scrub_predicate",
+    "scrub_predicate_from_report",
     "sha256_file",
     "sign",
     "subjects_from_paths",

@@ -47,6 +47,7 @@ __all__ = [
     "known_predicates",
     "register_predicate",
     "scrub_predicate",
+    "scrub_predicate_from_report",
     "training_predicate",
     "validate_predicate",
 ]
@@ -433,6 +434,72 @@ def scrub_predicate(
     return pred
 
 
+def _report_resource(part: Any, what: str) -> dict[str, Any]:
+    if not isinstance(part, Mapping):
+        raise DataError(f"scrub report `{what}` must be an object with `path` and `sha256`")
+    sha = part.get("sha256")
+    if not isinstance(sha, str):
+        raise DataError(
+            f"scrub report `{what}` has no sha256; pass the report written after the run finished"
+        )
+    name = str(part.get("path") or part.get("name") or what)
+    return {
+        "name": name.replace("\\", "/").rsplit("/", 1)[-1],
+        "digest": {"sha256": sha.removeprefix("sha256:")},
+    }
+
+
+def scrub_predicate_from_report(
+    report: Mapping[str, Any], *, measured_recall: float | None = None
+) -> dict[str, Any]:
+    """Scrub predicate from a scrub report read as plain data (``ScrubReport.to_dict()`` / its JSON).
+
+    Reads ``policy.name``/``policy.digest``, ``input``/``output`` (``path``, ``sha256``),
+    ``entities``, ``records`` and ``quarantine``; the rest (config, fields, key id) is kept
+    under ``report``. Resource names are file names, as in the manifests' subjects.
+
+    Raises:
+        DataError: The report lacks the policy or the input/output digests.
+    """
+    policy = report.get("policy")
+    if not isinstance(policy, Mapping) or not policy.get("name"):
+        raise DataError(
+            "scrub report has no `policy.name`; pass the report of a finished scrub run"
+        )
+    records = report.get("records") or {}
+    quarantine = report.get("quarantine") or {}
+    quarantined = records.get("quarantined", quarantine.get("count", quarantine.get("records", 0)))
+    kept = {
+        k: report[k]
+        for k in (
+            "schema",
+            "tool",
+            "config",
+            "key_id",
+            "fields",
+            "records",
+            "resumed",
+            "started_at",
+            "finished_at",
+        )
+        if k in report
+    }
+    if quarantine.get("sha256"):
+        kept["quarantine_sha256"] = quarantine["sha256"]
+    return scrub_predicate(
+        policy_name=str(policy["name"]),
+        policy_digest=policy.get("digest"),
+        inputs=[_report_resource(report.get("input"), "input")],
+        outputs=[_report_resource(report.get("output"), "output")],
+        entity_counts=dict(report.get("entities") or {}),
+        quarantined=int(quarantined or 0),
+        records_in=records.get("read"),
+        records_out=records.get("written"),
+        measured_recall=measured_recall,
+        report=kept,
+    )
+
+
 def training_predicate(
     *,
     dp_config: Mapping[str, Any],
@@ -458,7 +525,8 @@ def training_predicate(
         datasets: Training data, as ``(name, sha256)`` pairs or resource dicts.
         base_model: The model fine-tuned, if any.
         ledger: Ledger summary, e.g. ``{"epsilon_spent": 7.9, "delta": 1e-5, "steps": 300,
-            "accountant": "prv"}``.
+            "accountant": "prv"}``, or ``LedgerSummary.to_dict()`` (its ``epsilon`` is copied
+            to ``epsilon_spent``).
         builder_id: Who ran the build.
         invocation_id: An id of this run.
         started_on: RFC 3339 start time.
@@ -475,8 +543,12 @@ def training_predicate(
         deps.append(res)
     byproducts = []
     if ledger is not None:
+        summary = dict(ledger)
+        # a LedgerSummary.to_dict() names the spent budget `epsilon`
+        if "epsilon_spent" not in summary and isinstance(summary.get("epsilon"), (int, float)):
+            summary["epsilon_spent"] = summary["epsilon"]
         byproducts.append(
-            {"name": "privacy-ledger", "mediaType": "application/json", "annotations": dict(ledger)}
+            {"name": "privacy-ledger", "mediaType": "application/json", "annotations": summary}
         )
     metadata: dict[str, Any] = {"finishedOn": finished_on or _now()}
     if invocation_id:
