@@ -14,12 +14,12 @@ def attack(
     """Substitute a `sub` share of tokens, then insert and delete `ins`/`dele` shares, at random."""
     out = tokens.copy()
     m = len(out)
-    pos = rng.choice(m, size=int(round(sub * m)), replace=False)
+    pos = rng.choice(m, size=round(sub * m), replace=False)
     out[pos] = rng.integers(0, vocab, size=len(pos))
     keep = np.ones(m, dtype=bool)
-    keep[rng.choice(m, size=int(round(dele * m)), replace=False)] = False
+    keep[rng.choice(m, size=round(dele * m), replace=False)] = False
     out = list(out[keep])
-    for _ in range(int(round(ins * m))):
+    for _ in range(round(ins * m)):
         out.insert(int(rng.integers(0, len(out) + 1)), int(rng.integers(0, vocab)))
     return np.array(out)
 
