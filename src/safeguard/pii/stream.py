@@ -561,6 +561,7 @@ def scrub_file(
         "input_size": stat.st_size,
         "input_mtime_ns": stat.st_mtime_ns,
         "policy_digest": digest,
+        "config_digest": _config_digest(scrubber),
         "fields": fields,
         "key_id": getattr(getattr(scrubber, "key", None), "key_id", None),
         "out_format": out_fmt,
