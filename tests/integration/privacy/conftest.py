@@ -42,6 +42,14 @@ def _save_load(model, cls, path):
     return cls.from_pretrained(path)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared cores; tiny models gain nothing from more threads
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("tiny_models")
