@@ -7,6 +7,7 @@ Sub-verbs::
     dataset DATA.jsonl -o M         dataset manifest with the records' Merkle root
     create KIND --subject P --predicate PRED.json -o M
                                     any registered kind from a predicate JSON file
+                                    (scrub: or --scrub-report REPORT.json)
     sign M --key KEY                add a signature (several keys may sign)
     show M                          what a manifest says (no checks)
     verify M --pubkey KEY [--chain] signature, predicate schema, subject digests, chain, policy
@@ -120,9 +121,19 @@ def _dataset(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from safeguard.provenance import write_manifest
+    from safeguard.provenance import scrub_predicate_from_report, write_manifest
 
-    predicate = _read_json(args.predicate, "predicate file")
+    if (args.predicate is None) == (args.scrub_report is None):
+        raise UsageError("give exactly one of --predicate PRED.json and --scrub-report REPORT.json")
+    if args.scrub_report is not None:
+        if args.kind != "scrub":
+            raise UsageError(f"--scrub-report builds a scrub manifest, not a {args.kind!r} one")
+        report = _read_json(args.scrub_report, "scrub report")
+        if not isinstance(report, dict):
+            raise DataError(f"scrub report {args.scrub_report!r} must hold a JSON object")
+        predicate = scrub_predicate_from_report(report, measured_recall=args.measured_recall)
+    else:
+        predicate = _read_json(args.predicate, "predicate file")
     if not isinstance(predicate, dict):
         raise DataError(f"predicate file {args.predicate!r} must hold a JSON object")
     key = _private_key(args.key) if args.key else None
@@ -446,7 +457,11 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("create", help="write a manifest of any kind from a predicate JSON file")
     p.add_argument("kind", help="dataset, scrub, training or generation")
     p.add_argument("--subject", action="append", required=True, help="artifact path (repeatable)")
-    p.add_argument("--predicate", required=True, help="JSON file with the predicate")
+    p.add_argument("--predicate", help="JSON file with the predicate")
+    p.add_argument(
+        "--scrub-report", help="scrub: build the predicate from `safeguard scrub`'s report JSON"
+    )
+    p.add_argument("--measured-recall", type=float, help="scrub: recall measured on labelled data")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--key", help="private key to sign with")
     p.set_defaults(func=_create)

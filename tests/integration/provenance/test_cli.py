@@ -330,3 +330,59 @@ def test_allow_unsigned_fails_a_signing_policy(run, cli) -> None:
             *extra,
         )
         assert code == 1 and "policy: signatures" in out
+
+
+def test_create_scrub_manifest_from_report_and_no_key_material_anywhere(run, cli, tmp_path) -> None:
+    from safeguard.provenance.digest import sha256_file
+
+    report = tmp_path / "scrub.report.json"
+    report.write_text(
+        json.dumps(
+            {
+                "policy": {"name": "healthcare-hipaa", "digest": None},
+                "input": {"path": str(run.raw), "sha256": sha256_file(run.raw)},
+                "output": {"path": str(run.clean), "sha256": sha256_file(run.clean)},
+                "quarantine": {"path": None, "records": 0, "sha256": None},
+                "records": {"read": 2, "written": 2, "quarantined": 0},
+                "entities": {"PERSON": 2},
+            }
+        )
+    )
+    out = run.dir / "scrub2.json"
+    code, text, err = cli(
+        "manifest",
+        "create",
+        "scrub",
+        "--subject",
+        run.clean,
+        "--scrub-report",
+        report,
+        "-o",
+        out,
+        "--key",
+        run.key_path,
+    )
+    assert code == 0, err
+    code, text, _ = cli("manifest", "verify", out, "--pubkey", run.pub_path)
+    assert code == 0 and "subject digests match: clean.jsonl" in text
+    code, _, err = cli(
+        "manifest",
+        "create",
+        "dataset",
+        "--subject",
+        run.raw,
+        "--scrub-report",
+        report,
+        "-o",
+        tmp_path / "x.json",
+    )
+    assert code == 2 and "scrub manifest" in err
+    code, _, err = cli(
+        "manifest", "create", "scrub", "--subject", run.raw, "-o", tmp_path / "x.json"
+    )
+    assert code == 2 and "exactly one" in err
+    # the private key appears nowhere but in its own file
+    secret = "".join(run.key_path.read_text().splitlines()[1:-1])
+    for path in run.dir.rglob("*"):
+        if path.is_file() and path != run.key_path:
+            assert secret not in path.read_text(errors="replace"), path
