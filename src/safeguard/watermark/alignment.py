@@ -414,6 +414,35 @@ def _null_cube(
     return cube
 
 
+def _exp_null(
+    bitgen: np.random.BitGenerator, token_index: np.ndarray, n: int, width: int
+) -> np.ndarray:
+    """``(width,)`` null ``exp`` statistics, exactly, without an ``(n, m)`` cube.
+
+    ``S[s] = Σ_i E[(s + i) mod n, token_index[i]]``. A token occurring once
+    contributes one distinct entry to each shift's sum, so the singletons'
+    part of ``S`` is i.i.d. ``Gamma(#singletons, 1)`` over shifts; only the
+    ``n`` draws of each repeated token are materialised and added, rolled.
+    """
+    counts = np.bincount(token_index)
+    single = int((counts[token_index] == 1).sum())
+    sums = np.zeros((n, width), dtype=np.float64)
+    if single:
+        np.random.Generator(bitgen).standard_gamma(single, size=(n, width), out=sums)
+    repeated = np.flatnonzero(counts > 1)
+    if repeated.size:
+        draws = np.empty((repeated.size, n, width), dtype=np.float32)
+        _fill_exponential(bitgen, draws, 0.0)
+        row_of = np.full(counts.size, -1, dtype=np.int64)
+        row_of[repeated] = np.arange(repeated.size)
+        for i in np.flatnonzero(counts[token_index] > 1):
+            e = draws[row_of[token_index[i]]]
+            k = int(i) % n  # sums[s] += e[(s + i) mod n]
+            sums[: n - k] += e[k:]
+            sums[n - k :] += e[:k]
+    return (-sums.max(axis=0)).astype(np.float32)
+
+
 def _null_chunk(
     seed: np.random.SeedSequence,
     token_index: np.ndarray,
@@ -425,12 +454,7 @@ def _null_chunk(
     bitgen = np.random.SFC64(seed)
     m = token_index.shape[0]
     if method == "exp":
-        if np.unique(token_index).size == m:
-            # distinct tokens: the n shifted sums use disjoint entries, i.e. are
-            # independent Gamma(m, 1), exactly
-            sums = np.random.Generator(bitgen).standard_gamma(m, size=(n, width))
-            return (-sums.max(axis=0)).astype(np.float32)
-        return _exp_kernel(_null_cube(bitgen, token_index, n, width, +1, 0.0))
+        return _exp_null(bitgen, token_index, n, width)
     cube = _null_cube(bitgen, token_index, n, width, -1, 2.0 * gamma)
     return _edit_kernel(cube, gamma, key_span(m, n))
 
