@@ -128,17 +128,24 @@ def philox4x32(
     >>> [hex(int(w[0])) for w in philox4x32(f, f, f, f, 0xFFFFFFFF, 0xFFFFFFFF)]
     ['0x408f276d', '0x41c83b0e', '0xa20bc7c6', '0x6d5451fd']
     """
-    x0, x1, x2, x3 = np.broadcast_arrays(
-        *(np.asarray(c, dtype=np.uint64) for c in (c0, c1, c2, c3))
+    x0, x1, x2, x3 = (
+        np.array(a, dtype=np.uint64)
+        for a in np.broadcast_arrays(*(np.asarray(c) for c in (c0, c1, c2, c3)))
     )
-    x0, x1, x2, x3 = x0.copy(), x1.copy(), x2.copy(), x3.copy()
+    p0, p1 = np.empty_like(x0), np.empty_like(x0)
     key0, key1 = k0 & 0xFFFFFFFF, k1 & 0xFFFFFFFF
     for _ in range(ROUNDS):
-        p0 = x0 * _M0
-        p1 = x2 * _M1
-        hi0, lo0 = p0 >> _SHIFT32, p0 & _MASK32
-        hi1, lo1 = p1 >> _SHIFT32, p1 & _MASK32
-        x0, x1, x2, x3 = hi1 ^ x1 ^ np.uint64(key0), lo1, hi0 ^ x3 ^ np.uint64(key1), lo0
+        # new x0 = hi(M1*x2) ^ x1 ^ k0, x1 = lo(M1*x2), x2 = hi(M0*x0) ^ x3 ^ k1, x3 = lo(M0*x0)
+        np.multiply(x0, _M0, out=p0)
+        np.multiply(x2, _M1, out=p1)
+        np.right_shift(p1, _SHIFT32, out=x0)
+        x0 ^= x1
+        x0 ^= np.uint64(key0)
+        np.bitwise_and(p1, _MASK32, out=x1)
+        np.right_shift(p0, _SHIFT32, out=x2)
+        x2 ^= x3
+        x2 ^= np.uint64(key1)
+        np.bitwise_and(p0, _MASK32, out=x3)
         key0 = (key0 + _W0) & 0xFFFFFFFF
         key1 = (key1 + _W1) & 0xFFFFFFFF
     return x0, x1, x2, x3
@@ -208,9 +215,11 @@ def uniform_vector(key: PRFKey, a: int, b: int, vocab_size: int) -> np.ndarray:
 def context_words(key: PRFKey, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hash token contexts to two 32-bit words (the ``(a, b)`` of :func:`uniforms`).
 
-    Tokens are absorbed two at a time: the running state ``(s0, s1)`` and the next
-    two tokens form a Philox counter, whose first two output words become the new
-    state. Positions before the start of the sequence hold :data:`SENTINEL`.
+    Up to four tokens form one Philox counter (left-filled with :data:`SENTINEL`),
+    whose first two output words are the hash. Longer contexts are absorbed two
+    tokens at a time: the running two words and the next two tokens form the next
+    counter. Positions before the start of the sequence also hold :data:`SENTINEL`
+    (no token id reaches it).
 
     Args:
         key: PRF key derived for the ``"context"`` purpose.
@@ -222,11 +231,14 @@ def context_words(key: PRFKey, context: np.ndarray) -> tuple[np.ndarray, np.ndar
     """
     ctx = np.asarray(context, dtype=np.uint64)
     h = ctx.shape[-1]
-    if h % 2:
-        pad = np.full((*ctx.shape[:-1], 1), SENTINEL, dtype=np.uint64)
-        ctx = np.concatenate([pad, ctx], axis=-1)
-    s0 = np.full(ctx.shape[:-1], h, dtype=np.uint64)
-    s1 = np.full(ctx.shape[:-1], SENTINEL, dtype=np.uint64)
-    for i in range(0, ctx.shape[-1], 2):
-        s0, s1, _, _ = philox4x32(s0, s1, ctx[..., i], ctx[..., i + 1], key.k0, key.k1)
+    head = min(h, 4)
+    first = [np.full(ctx.shape[:-1], SENTINEL, dtype=np.uint64)] * (4 - head)
+    first += [ctx[..., i] for i in range(head)]
+    s0, s1, _, _ = philox4x32(*first, key.k0, key.k1)
+    rest = ctx[..., head:]
+    if rest.shape[-1] % 2:
+        pad = np.full((*rest.shape[:-1], 1), SENTINEL, dtype=np.uint64)
+        rest = np.concatenate([pad, rest], axis=-1)
+    for i in range(0, rest.shape[-1], 2):
+        s0, s1, _, _ = philox4x32(s0, s1, rest[..., i], rest[..., i + 1], key.k0, key.k1)
     return s0, s1

@@ -164,11 +164,13 @@ def context_words(key: PRFKey, context: torch.Tensor) -> tuple[torch.Tensor, tor
     """Hash contexts of shape ``(..., h)`` to two words; see :func:`safeguard.watermark.prf.context_words`."""
     ctx = context.to(torch.int64)
     h = ctx.shape[-1]
-    if h % 2:
-        pad = torch.full((*ctx.shape[:-1], 1), SENTINEL, dtype=torch.int64, device=ctx.device)
-        ctx = torch.cat([pad, ctx], dim=-1)
-    s0 = torch.full(ctx.shape[:-1], h, dtype=torch.int64, device=ctx.device)
-    s1 = torch.full(ctx.shape[:-1], SENTINEL, dtype=torch.int64, device=ctx.device)
-    for i in range(0, ctx.shape[-1], 2):
-        s0, s1, _, _ = philox4x32(s0, s1, ctx[..., i], ctx[..., i + 1], key.k0, key.k1)
+    head = min(h, 4)
+    fill = torch.full(ctx.shape[:-1], SENTINEL, dtype=torch.int64, device=ctx.device)
+    first = [fill] * (4 - head) + [ctx[..., i] for i in range(head)]
+    s0, s1, _, _ = philox4x32(*first, key.k0, key.k1)
+    rest = ctx[..., head:]
+    if rest.shape[-1] % 2:
+        rest = torch.cat([fill[..., None], rest], dim=-1)
+    for i in range(0, rest.shape[-1], 2):
+        s0, s1, _, _ = philox4x32(s0, s1, rest[..., i], rest[..., i + 1], key.k0, key.k1)
     return s0, s1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -137,6 +140,49 @@ class Watermarker:
         for message in result.warnings:
             warnings.warn(message, ShortTextWarning, stacklevel=2)
         return result
+
+    def detect_batch(
+        self,
+        texts: Sequence[Any],
+        *,
+        prompts: Sequence[Any] | None = None,
+        false_positive_rate: float = 1e-3,
+        num_threads: int | None = None,
+        **options: Any,
+    ) -> list[DetectionResult]:
+        """Detect many token sequences; the same results as :meth:`detect` one by one.
+
+        Schemes with a vectorised detector (``gumbel``) score the whole batch in one pass
+        per thread; ``num_threads`` (default: every core) splits the batch.
+        """
+        fpr = _check_fpr(false_positive_rate)
+        arrays = [as_token_array(t) for t in texts]
+        for i, arr in enumerate(arrays):
+            if arr.size == 0:
+                raise DetectionError(f"text {i} of the batch is empty; there is nothing to test")
+        prompt_arrays = (
+            [None if p is None else as_token_array(p, name="prompt_ids") for p in prompts]
+            if prompts is not None
+            else [None] * len(arrays)
+        )
+        if len(prompt_arrays) != len(arrays):
+            raise DetectionError(
+                f"{len(prompt_arrays)} prompts for {len(arrays)} texts; pass one prompt (or None) per text"
+            )
+        batch = getattr(self.scheme, "detect_batch", None)
+        if batch is None or options:
+            return [
+                self.scheme.detect(t, prompt=p, false_positive_rate=fpr, **options)
+                for t, p in zip(arrays, prompt_arrays, strict=True)
+            ]
+        threads = max(1, min(num_threads or os.cpu_count() or 1, len(arrays) // 256 or 1))
+        bounds = np.linspace(0, len(arrays), threads + 1).astype(int)
+        chunks = [(arrays[a:b], prompt_arrays[a:b]) for a, b in itertools.pairwise(bounds)]
+        if threads == 1:
+            return batch(arrays, prompts=prompt_arrays, false_positive_rate=fpr)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            parts = pool.map(lambda c: batch(c[0], prompts=c[1], false_positive_rate=fpr), chunks)
+            return [r for part in parts for r in part]
 
     def detect_text(
         self,

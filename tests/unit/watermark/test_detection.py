@@ -127,3 +127,25 @@ def test_short_text_warns_with_minimum_length():
         issubclass(w.category, ShortTextWarning) and "at least" in str(w.message) for w in caught
     )
     assert res.warnings
+
+
+def test_detect_batch_equals_detect_one_by_one():
+    rng = np.random.default_rng(14)
+    wm = Watermarker(WatermarkKey.from_secret(b"\x15" * 32, "gumbel", context_width=3))
+    texts = [rng.integers(0, 40, size=int(rng.integers(1, 120))) for _ in range(300)]
+    texts.append(np.tile(texts[0][:5], 20))  # repeated contexts
+    prompts = [
+        rng.integers(0, 40, size=int(rng.integers(0, 6))) if i % 3 else None
+        for i in range(len(texts))
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShortTextWarning)
+        single = [wm.detect(t, prompt_ids=p) for t, p in zip(texts, prompts, strict=True)]
+    for threads in (1, 2):
+        batch = wm.detect_batch(texts, prompts=prompts, num_threads=threads)
+        for a, b in zip(single, batch, strict=True):
+            assert (a.num_tokens, a.num_scored) == (b.num_tokens, b.num_scored)
+            assert a.p_value == pytest.approx(b.p_value, rel=1e-12, abs=1e-300)
+            assert a.score == pytest.approx(b.score, rel=1e-12)
+    with pytest.raises(DetectionError, match="one prompt"):
+        wm.detect_batch(texts[:3], prompts=prompts[:2])

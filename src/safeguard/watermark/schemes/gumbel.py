@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import special
 
 from safeguard.errors import ConfigError
 from safeguard.watermark import prf
@@ -114,8 +115,10 @@ class GumbelScheme(Scheme):
         return a, b, active
 
     # detection side -------------------------------------------------------------------------
-    def scored_uniforms(self, tokens: np.ndarray, prompt: np.ndarray | None) -> np.ndarray:
-        """Uniforms of the tokens that enter the statistic (shape ``(num_scored,)``)."""
+    def _positions(
+        self, tokens: np.ndarray, prompt: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Contexts ``(k, h)`` and target tokens ``(k,)`` of the positions that can be scored."""
         h = self.config.context_width
         if prompt is not None and len(prompt):
             seq = np.concatenate([np.asarray(prompt, dtype=np.int64), tokens])
@@ -124,16 +127,132 @@ class GumbelScheme(Scheme):
             # Without the prompt the first h tokens have an unknown context: skip them.
             seq, start = tokens, min(h, len(tokens))
         if start >= len(seq):
-            return np.empty(0)
-        contexts = sliding_contexts(seq, start, h)
+            return np.empty((0, h), dtype=np.int64), np.empty(0, dtype=np.int64)
+        return sliding_contexts(seq, start, h), seq[start:]
+
+    def _batch_positions(
+        self, texts: list[np.ndarray], prompts: list[np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Contexts, targets and text ids of every scorable position of a batch, vectorised.
+
+        The sequences are laid end to end, each behind ``h`` sentinels, so one sliding
+        window over the whole batch yields every context.
+        """
+        h = self.config.context_width
+        seqs, starts = [], []
+        for tokens, prompt in zip(texts, prompts, strict=True):
+            if prompt is not None and len(prompt):
+                seqs.append(np.concatenate([np.asarray(prompt, dtype=np.int64), tokens]))
+                starts.append(len(prompt))
+            else:
+                # Without the prompt the first h tokens have an unknown context: skip them.
+                seqs.append(np.asarray(tokens, dtype=np.int64))
+                starts.append(min(h, len(tokens)))
+        lengths = np.array([len(q) for q in seqs], dtype=np.int64)
+        starts_arr = np.array(starts, dtype=np.int64)
+        counts = np.maximum(lengths - starts_arr, 0)
+        ids = np.repeat(np.arange(len(seqs)), counts)
+        if ids.size == 0:
+            return np.empty((0, h), dtype=np.int64), np.empty(0, dtype=np.int64), ids
+        sentinels = np.full(h, prf.SENTINEL, dtype=np.int64)
+        big = np.concatenate([part for q in seqs for part in (sentinels, q)])
+        offsets = np.concatenate([[0], np.cumsum(lengths + h)[:-1]])
+        # position t of text i sits at big[offsets[i] + h + t]; its context is the window at offsets[i] + t
+        within = (
+            np.arange(ids.size)
+            - np.repeat(np.cumsum(counts) - counts, counts)
+            + np.repeat(starts_arr, counts)
+        )
+        window_at = offsets[ids] + within
+        windows = np.lib.stride_tricks.sliding_window_view(big, h)
+        return windows[window_at], big[window_at + h], ids
+
+    def batch_terms(
+        self, texts: list[np.ndarray], prompts: list[np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-token scores ``-log(1 - u)`` of every scored position of every text, with text ids.
+
+        All texts go through the PRF in one vectorised pass. Repeated contexts within a text
+        are scored once, at their first occurrence.
+
+        Returns:
+            ``(terms, text_ids)``, both of shape ``(total_scored,)``.
+        """
+        contexts, targets, ids = self._batch_positions(texts, prompts)
+        if targets.size == 0:
+            return np.empty(0), ids
         a, b = prf.context_words(self.context_key, contexts)
-        targets = seq[start:]
         if self.config.skip_repeated_context:
-            combined = (a << np.uint64(32)) | b
-            _, first = np.unique(combined, return_index=True)
-            keep = np.sort(first)
-            a, b, targets = a[keep], b[keep], targets[keep]
-        return prf.uniforms(self.token_key, a, b, targets)
+            # lexsort is stable: within one (text, context) group the earliest position comes first.
+            words = (a << np.uint64(32)) | b
+            order = np.lexsort((words, ids))
+            sw, si = words[order], ids[order]
+            first = np.ones(order.size, dtype=bool)
+            first[1:] = (sw[1:] != sw[:-1]) | (si[1:] != si[:-1])
+            keep = np.sort(order[first])
+            a, b, targets, ids = a[keep], b[keep], targets[keep], ids[keep]
+        u = prf.uniforms(self.token_key, a, b, targets)
+        return -np.log1p(-u), ids
+
+    def scored_uniforms(self, tokens: np.ndarray, prompt: np.ndarray | None) -> np.ndarray:
+        """Uniforms of the tokens that enter the statistic (shape ``(num_scored,)``)."""
+        terms, _ = self.batch_terms([tokens], [prompt])
+        return -np.expm1(-terms)
+
+    def detect_batch(
+        self,
+        texts: list[np.ndarray],
+        *,
+        prompts: list[np.ndarray | None] | None = None,
+        false_positive_rate: float,
+    ) -> list[DetectionResult]:
+        """Detect many texts in one vectorised pass (same results as :meth:`detect` per text)."""
+        prompts = prompts if prompts is not None else [None] * len(texts)
+        terms, ids = self.batch_terms(texts, prompts)
+        scores = np.bincount(ids, weights=terms, minlength=len(texts))
+        counts = np.bincount(ids, minlength=len(texts))
+        p_values = special.gammaincc(np.maximum(counts, 1), np.maximum(scores, 0.0))
+        p_values = np.where(counts > 0, p_values, 1.0)
+        needed = min_tokens_for_fpr(false_positive_rate)
+        return [
+            self._result(
+                float(scores[i]),
+                int(counts[i]),
+                float(p_values[i]),
+                len(texts[i]),
+                false_positive_rate,
+                needed,
+            )
+            for i in range(len(texts))
+        ]
+
+    def _result(
+        self,
+        score: float,
+        num_scored: int,
+        p_value: float,
+        num_tokens: int,
+        fpr: float,
+        needed: int,
+    ) -> DetectionResult:
+        warnings: list[str] = []
+        if num_scored < needed:
+            warnings.append(
+                f"only {num_scored} tokens could be scored; at a false-positive rate of {fpr:g} "
+                f"detection typically needs at least {needed} (longer text, or a higher rate)"
+            )
+        return DetectionResult(
+            p_value=p_value,
+            score=score,
+            num_tokens=num_tokens,
+            num_scored=num_scored,
+            is_watermarked=p_value <= fpr,
+            false_positive_rate=fpr,
+            key_id=self.key.key_id,
+            scheme=self.name,
+            method="gamma-exact",
+            warnings=tuple(warnings),
+        )
 
     def detect(
         self,
@@ -147,27 +266,15 @@ class GumbelScheme(Scheme):
             raise ConfigError(
                 f"unknown detection option(s) for gumbel: {', '.join(sorted(options))}"
             )
-        u = self.scored_uniforms(tokens, prompt)
-        score = float(-np.log1p(-u).sum())
-        p_value = gamma_pvalue(score, u.size)
-        warnings: list[str] = []
-        needed = min_tokens_for_fpr(false_positive_rate)
-        if u.size < needed:
-            warnings.append(
-                f"only {u.size} tokens could be scored; at a false-positive rate of {false_positive_rate:g} "
-                f"detection typically needs at least {needed} (longer text, or a higher rate)"
-            )
-        return DetectionResult(
-            p_value=p_value,
-            score=score,
-            num_tokens=len(tokens),
-            num_scored=int(u.size),
-            is_watermarked=p_value <= false_positive_rate,
-            false_positive_rate=false_positive_rate,
-            key_id=self.key.key_id,
-            scheme=self.name,
-            method="gamma-exact",
-            warnings=tuple(warnings),
+        terms, _ = self.batch_terms([tokens], [prompt])
+        score = float(terms.sum())
+        return self._result(
+            score,
+            int(terms.size),
+            gamma_pvalue(score, terms.size),
+            len(tokens),
+            false_positive_rate,
+            min_tokens_for_fpr(false_positive_rate),
         )
 
 
