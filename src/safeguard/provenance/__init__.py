@@ -40,6 +40,7 @@ from safeguard.provenance.keys import (
 )
 from safeguard.provenance.manifest import (
     Manifest,
+    ManifestSchemaError,
     SubjectDigestError,
     VerificationResult,
     load_manifest,
@@ -73,6 +74,7 @@ __all__ = [
     "InclusionProof",
     "KeyTypeError",
     "Manifest",
+    "ManifestSchemaError",
     "MerkleTree",
     "PredicateSchemaError",
     "PrivateKey",

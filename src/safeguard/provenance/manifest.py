@@ -19,11 +19,17 @@ from safeguard.errors import DataError, VerificationError
 from safeguard.provenance.digest import digest_directory, sha256_file
 from safeguard.provenance.dsse import INTOTO_PAYLOAD_TYPE, Envelope, EnvelopeFormatError
 from safeguard.provenance.keys import PrivateKey, PublicKey, load_private_key
-from safeguard.provenance.predicates import get_predicate, validate_predicate
+from safeguard.provenance.predicates import (
+    PredicateSchemaError,
+    get_predicate,
+    kind_of,
+    validate_predicate,
+)
 from safeguard.provenance.statement import Statement, Subject
 
 __all__ = [
     "Manifest",
+    "ManifestSchemaError",
     "SubjectCheck",
     "SubjectDigestError",
     "VerificationResult",
@@ -39,6 +45,10 @@ log = logging.getLogger(__name__)
 
 class SubjectDigestError(VerificationError):
     """A subject file is present but its digest differs from the one in the statement."""
+
+
+class ManifestSchemaError(VerificationError):
+    """A manifest's predicate does not match the schema of its (known) predicate type."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +80,7 @@ class Manifest:
             EnvelopeFormatError: Wrong payloadType.
             StatementFormatError: The payload is not an in-toto Statement v1.
             UnknownPredicateError: The predicateType is not registered.
-            PredicateSchemaError: The predicate does not match its schema.
+            ManifestSchemaError: The predicate does not match its schema (a failed check).
         """
         where = str(path) if path is not None else "<envelope>"
         if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
@@ -79,7 +89,11 @@ class Manifest:
                 f"statements ({INTOTO_PAYLOAD_TYPE!r})"
             )
         statement = Statement.from_bytes(envelope.payload)
-        kind = validate_predicate(statement.predicate_type, statement.predicate)
+        kind_of(statement.predicate_type)  # unknown type: a usage error
+        try:
+            kind = validate_predicate(statement.predicate_type, statement.predicate)
+        except PredicateSchemaError as exc:
+            raise ManifestSchemaError(f"{where}: {exc}") from exc
         return cls(envelope=envelope, statement=statement, kind=kind, path=path)
 
 
@@ -121,8 +135,10 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
 
     Raises:
         FileNotFoundError: No such file.
-        EnvelopeFormatError, StatementFormatError, UnknownPredicateError, PredicateSchemaError:
-            The file is not a valid manifest (all are :class:`~safeguard.errors.UsageError`).
+        EnvelopeFormatError, StatementFormatError, UnknownPredicateError:
+            The file is not a manifest (all are :class:`~safeguard.errors.UsageError`).
+        ManifestSchemaError: The predicate does not match its schema (a
+            :class:`~safeguard.errors.VerificationError`).
     """
     p = Path(path)
     if not p.exists():

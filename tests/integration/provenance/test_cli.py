@@ -386,3 +386,28 @@ def test_create_scrub_manifest_from_report_and_no_key_material_anywhere(run, cli
     for path in run.dir.rglob("*"):
         if path.is_file() and path != run.key_path:
             assert secret not in path.read_text(errors="replace"), path
+
+
+def test_predicate_schema_failure_is_a_failed_verification(run, cli, tmp_path) -> None:
+    from safeguard.provenance import ManifestSchemaError, Statement, load_manifest, sign
+    from safeguard.provenance.predicates import DATASET_PREDICATE
+
+    st = Statement.from_dict(
+        {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "raw.jsonl", "digest": {"sha256": "0" * 64}}],
+            "predicateType": DATASET_PREDICATE,
+            "predicate": {"name": "raw", "record_count": -5},
+        }
+    )
+    bad = run.dir / "bad-schema.json"
+    bad.write_text(sign(st, run.key).to_json())
+    with pytest.raises(ManifestSchemaError, match="record_count"):
+        load_manifest(bad)
+    code, _, err = cli("manifest", "verify", bad, "--pubkey", run.pub_path)
+    assert code == 1 and "verification failed" in err and "merkle" in err
+    # a chain walk from a good manifest skips it when scanning the folder
+    code, _, _ = cli(
+        "manifest", "verify", run.generation_manifest, "--pubkey", run.pub_path, "--chain"
+    )
+    assert code == 0
