@@ -411,3 +411,18 @@ def test_predicate_schema_failure_is_a_failed_verification(run, cli, tmp_path) -
         "manifest", "verify", run.generation_manifest, "--pubkey", run.pub_path, "--chain"
     )
     assert code == 0
+
+
+def test_policy_check_without_chain_or_signatures(run, cli) -> None:
+    # moderation: no signing, no chain; only the given manifests are checked
+    code, out, _ = cli("policy", "check", "--policy", "moderation", run.generation_manifest)
+    assert code == 0 and "generation manifest" in out and "training" not in out
+    # default: a DP budget of 8 applies to the training manifest given
+    code, out, _ = cli("policy", "check", "--policy", "default", run.training_manifest, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"] is True
+    assert {link["name"] for link in doc["links"]} >= {
+        "policy: epsilon",
+        "training -> scrub",
+        "scrub -> raw dataset",
+    }
