@@ -13,6 +13,9 @@ from safeguard.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+#: Records detected together in one vectorised pass.
+BATCH = 1024
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keygen", help="create a watermark key (JSON, mode 0600)")
@@ -191,48 +194,84 @@ def cmd_detect(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise DataError(f"cannot read {args.input!r}: {exc.strerror}") from None
     sink = _open_out(args.out)
-    flagged = errors = total = 0
+    counters = {"flagged": 0, "errors": 0, "total": 0}
+    single = Watermarker(keys[0]) if len(keys) == 1 else None
+    vocab = len(tokenizer)
+
+    def flush(pending: list[tuple[int, list[int], list[int] | None]]) -> None:
+        if not pending:
+            return
+        if single is not None:
+            try:
+                results = single.detect_batch(
+                    [ids for _, ids, _ in pending],
+                    prompts=[p for _, _, p in pending],
+                    false_positive_rate=args.fpr,
+                    **options,
+                )
+                payloads = [(r.to_dict(), r.is_watermarked) for r in results]
+            except ValueError:
+                payloads = None  # an invalid record in the batch: fall back to one by one
+        else:
+            payloads = None
+        for i, (n, ids, prompt_ids) in enumerate(pending):
+            try:
+                if payloads is not None:
+                    payload, hit = payloads[i]
+                elif single is not None:
+                    r = single.detect(
+                        ids,
+                        prompt_ids=prompt_ids,
+                        false_positive_rate=args.fpr,
+                        vocab_size=vocab,
+                        **options,
+                    )
+                    payload, hit = r.to_dict(), r.is_watermarked
+                else:
+                    multi = detect_many(
+                        keys, ids, prompt_ids=prompt_ids, false_positive_rate=args.fpr, **options
+                    )
+                    payload, hit = multi.to_dict(), multi.is_watermarked
+            except ValueError as exc:
+                counters["errors"] += 1
+                sink.write(json.dumps({"line": n, "error": str(exc)}) + "\n")
+                continue
+            counters["flagged"] += bool(hit)
+            sink.write(json.dumps({"line": n, **payload}) + "\n")
+        pending.clear()
+
+    pending: list[tuple[int, list[int], list[int] | None]] = []
     try:
         for n, line in enumerate(source, 1):
             if not line.strip():
                 continue
-            total += 1
+            counters["total"] += 1
             try:
                 record = json.loads(line)
                 text = record[args.field]
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError(f"field {args.field!r} is empty or not a string")
                 prompt = record.get(args.prompt_field) if args.prompt_field else None
                 ids = tokenizer(text, add_special_tokens=False)["input_ids"]
                 prompt_ids = (
                     tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else None
                 )
-                if len(keys) == 1:
-                    result = Watermarker(keys[0]).detect(
-                        ids,
-                        prompt_ids=prompt_ids,
-                        false_positive_rate=args.fpr,
-                        vocab_size=len(tokenizer),
-                        **options,
-                    )
-                    payload = result.to_dict()
-                    hit = result.is_watermarked
-                else:
-                    multi = detect_many(
-                        keys, ids, prompt_ids=prompt_ids, false_positive_rate=args.fpr, **options
-                    )
-                    payload = multi.to_dict()
-                    hit = multi.is_watermarked
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                errors += 1
+                flush(pending)  # keep output in input order
+                counters["errors"] += 1
                 reason = f"missing field {args.field!r}" if isinstance(exc, KeyError) else str(exc)
                 sink.write(json.dumps({"line": n, "error": reason}) + "\n")
                 continue
-            flagged += bool(hit)
-            sink.write(json.dumps({"line": n, **payload}) + "\n")
+            pending.append((n, ids, prompt_ids))
+            if len(pending) >= BATCH:
+                flush(pending)
+        flush(pending)
     finally:
         if source is not sys.stdin:
             source.close()
         if sink is not sys.stdout:
             sink.close()
+    flagged, errors, total = counters["flagged"], counters["errors"], counters["total"]
     sys.stderr.write(
         f"safeguard detect: {total} records, {flagged} flagged at fpr={args.fpr:g}, {errors} could not be processed\n"
     )
