@@ -220,6 +220,16 @@ class _Walker:
             for dep in datasets:
                 sha = dep["digest"]["sha256"]
                 name = dep.get("name") or dep.get("uri") or _short(sha)
+                records = self.find(sha, "dataset")
+                if records is not None:  # optional: the training data's own Merkle root
+                    pred = records.statement.predicate
+                    self.link(
+                        "training -> training-data manifest",
+                        True,
+                        f"dataset {name!r} {_short(sha)} is the subject of {_label(records)} "
+                        f"(Merkle root {pred['merkle']['root'][:12]}..., {pred['record_count']} records)",
+                    )
+                    self.visit(records)
                 target = self.find(sha, "scrub")
                 if target is None:
                     self.link(

@@ -191,3 +191,39 @@ def test_skipping_signatures_cannot_satisfy_a_signing_policy(run) -> None:
         run.generation_manifest, policy=load_policy("healthcare-hipaa"), require_signature=False
     )
     assert _broken(result) == ["policy: signatures"]
+
+
+def test_training_data_manifest_is_walked_when_present(run) -> None:
+    from safeguard.provenance import dataset_predicate, dataset_root, write_manifest
+
+    n, root = dataset_root(run.clean)
+    write_manifest(
+        "dataset",
+        [run.clean],
+        dataset_predicate(name="clean", record_count=n, merkle_root=root),
+        run.dir / "clean.dataset.json",
+        run.key,
+    )
+    result = verify_chain(run.generation_manifest, public_keys=[run.key.public_key])
+    assert result.ok
+    link = next(x for x in result.links if x.name == "training -> training-data manifest")
+    assert root[:12] in link.detail
+    assert [m.kind for m in result.manifests] == [
+        "generation",
+        "training",
+        "dataset",
+        "scrub",
+        "dataset",
+    ]
+    # a forged Merkle root in it is caught like any other tampering
+    import base64
+    import json
+
+    path = run.dir / "clean.dataset.json"
+    doc = json.loads(path.read_text())
+    payload = json.loads(base64.b64decode(doc["payload"]))
+    payload["predicate"]["merkle"]["root"] = "f" * 64
+    doc["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    path.write_text(json.dumps(doc))
+    result = verify_chain(run.generation_manifest, public_keys=[run.key.public_key])
+    assert _broken(result) == ["dataset manifest clean.dataset.json: verify"]
