@@ -18,13 +18,17 @@ from safeguard.privacy.config import DPConfig, default_delta
 from safeguard.privacy.ledger import BudgetLedger, LedgerSummary
 
 if TYPE_CHECKING:
+    from safeguard.privacy._audit_dpsgd import audit_dp_sgd
+    from safeguard.privacy._hf_trainer import DPTrainer
     from safeguard.privacy._opacus import PrivateTraining, make_private
 
 __all__ = [
     "BudgetLedger",
     "DPConfig",
+    "DPTrainer",
     "LedgerSummary",
     "PrivateTraining",
+    "audit_dp_sgd",
     "default_delta",
     "make_private",
 ]
@@ -34,6 +38,8 @@ _LAZY = {
     "make_private": "safeguard.privacy._opacus",
     "PrivateTraining": "safeguard.privacy._opacus",
     "per_example_loss": "safeguard.privacy._opacus",
+    "DPTrainer": "safeguard.privacy._hf_trainer",
+    "audit_dp_sgd": "safeguard.privacy._audit_dpsgd",
 }
 
 

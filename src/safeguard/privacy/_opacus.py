@@ -478,11 +478,37 @@ class PrivateTraining:
             self.optimizer.zero_grad(set_to_none=True)
         return float(losses.detach().mean())
 
-    def _empty_step(self) -> None:
+    def prepare_empty_batch(self) -> None:
+        """Set zero per-sample gradients for an empty Poisson batch; the next step adds noise only."""
         for p in self.optimizer.params:
             p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
             if self.grad_sample_mode == "ghost":
                 p.grad = torch.zeros_like(p)
+
+    def generator_states(self) -> dict[str, Any]:
+        """States of the sampling and noise generators (``None`` where unseeded)."""
+        sampler = getattr(self.data_loader, "batch_sampler", None)
+        gen = getattr(sampler, "generator", None)
+        noise = self.optimizer.generator
+        return {
+            "sampler": gen.get_state() if isinstance(gen, torch.Generator) else None,
+            "noise": noise.get_state() if isinstance(noise, torch.Generator) else None,
+        }
+
+    def set_generator_states(self, states: Mapping[str, Any]) -> None:
+        """Restore :meth:`generator_states` output."""
+        sampler = getattr(self.data_loader, "batch_sampler", None)
+        gen = getattr(sampler, "generator", None)
+        if isinstance(gen, torch.Generator) and states.get("sampler") is not None:
+            gen.set_state(states["sampler"])
+        if (
+            isinstance(self.optimizer.generator, torch.Generator)
+            and states.get("noise") is not None
+        ):
+            self.optimizer.generator.set_state(states["noise"])
+
+    def _empty_step(self) -> None:
+        self.prepare_empty_batch()
         try:
             self.optimizer.step()
         finally:
