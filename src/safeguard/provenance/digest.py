@@ -130,6 +130,12 @@ def _walk(root: Path) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = [d for d in dirnames if d not in IGNORED_NAMES]
+        for d in dirnames:
+            if (Path(dirpath) / d).is_symlink():
+                raise DataError(
+                    f"{str(Path(dirpath) / d)!r} is a symbolic link to a directory; directory digests "
+                    "cover regular files only, so copy the target into the folder or remove the link"
+                )
         for name in filenames:
             if name in IGNORED_NAMES:
                 continue

@@ -86,6 +86,10 @@ def test_directory_digest_refuses_symlinks_and_files(tmp_path) -> None:
     (root / "link").symlink_to(root / "config.json")
     with pytest.raises(DataError, match="symbolic link"):
         digest_directory(root)
+    (root / "link").unlink()
+    (root / "linked-dir").symlink_to(root / "sub", target_is_directory=True)
+    with pytest.raises(DataError, match="symbolic link to a directory"):
+        digest_directory(root)
 
 
 def test_parse_digest() -> None:
