@@ -298,6 +298,17 @@ def _check_subjects(manifest: Manifest, base_dir: Path, require: bool) -> tuple[
                 f"the manifest pins {subject.sha256[:16]}...{_changed_files(subject, current)}; "
                 "the file changed or the manifest points at another artifact"
             )
+        listed = subject.annotations.get("files")
+        if (
+            isinstance(listed, dict)
+            and isinstance(current.get("files"), dict)
+            and listed != current["files"]
+        ):
+            # same contents in the same order, under other names: the signed file list differs
+            raise SubjectDigestError(
+                f"subject {subject.name!r}: the folder's contents match but its file names do not"
+                f"{_changed_files(subject, current)}; files were renamed"
+            )
         checks.append(SubjectCheck(name=subject.name, status="ok"))
     return tuple(checks)
 

@@ -169,3 +169,26 @@ def test_bad_inputs_are_usage_errors(tmp_path, data, key) -> None:
         load_manifest(tmp_path / "u.json")
     for exc in (EnvelopeFormatError, UnknownPredicateError, PredicateSchemaError):
         assert issubclass(exc, UsageError)
+
+
+def test_renamed_file_in_a_model_folder_is_caught(tmp_path, key) -> None:
+    from safeguard.provenance import training_predicate
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    out = write_manifest(
+        "training",
+        [model],
+        training_predicate(dp_config={"target_epsilon": 1.0}, datasets=[("d", "0" * 64)]),
+        tmp_path / "t.json",
+        key,
+    )
+    assert verify(out, key.public_key).subjects[0].status == "ok"
+    # same contents, same sort order, another name: the combined digest alone cannot see it
+    (model / "model.safetensors").rename(model / "model2.safetensors")
+    with pytest.raises(
+        SubjectDigestError, match=r"added: model2\.safetensors; removed: model\.safetensors"
+    ):
+        verify(out, key.public_key)
