@@ -218,7 +218,7 @@ def _show(args: argparse.Namespace) -> int:
         _out(f"  subject   {s['name']}  sha256:{s['sha256']}")
     if summary["signatures"]:
         for k in summary["signatures"]:
-            _out(f"  signed by key id {k}")
+            _out(f"  signature by key id {k} (not checked; use `manifest verify`)")
     else:
         _out("  unsigned")
     for k, v in summary["facts"].items():
