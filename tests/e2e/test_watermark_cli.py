@@ -136,3 +136,49 @@ def test_tokenizer_mismatch_exit_2(tmp_path, model_dir):
     data.write_text('{"text": "hello"}\n')
     proc = sg("detect", str(data), "--key", str(key), "--tokenizer", str(other))
     assert proc.returncode == 2 and "bound to tokenizer" in proc.stderr
+
+
+def test_generate_writes_a_signed_manifest_that_verifies(tmp_path, model_dir):
+    key = tmp_path / "key.json"
+    sg("keygen", "--tokenizer", str(model_dir), "--out", str(key), check_rc=0)
+    signer = tmp_path / "signer.key"
+    sg("manifest", "keygen", str(signer), check_rc=0)
+    out, manifest = tmp_path / "gen.jsonl", tmp_path / "gen.manifest.json"
+    sg(
+        "generate",
+        "--model",
+        str(model_dir),
+        "--key",
+        str(key),
+        "--prompt",
+        "The river",
+        "--max-new-tokens",
+        "16",
+        "--out",
+        str(out),
+        "--manifest",
+        str(manifest),
+        "--signing-key",
+        str(signer),
+        check_rc=0,
+    )
+    statement = json.loads(base64.b64decode(json.loads(manifest.read_text())["payload"]))
+    assert statement["predicate"]["watermark"]["key_id"] == json.loads(key.read_text())["key_id"]
+    assert json.loads(key.read_text())["secret"] not in manifest.read_text()
+    sg("manifest", "verify", str(manifest), "--pubkey", f"{signer}.pub", check_rc=0)
+    with open(out, "a", encoding="utf-8") as fh:
+        fh.write('{"tampered": true}\n')
+    assert sg("manifest", "verify", str(manifest), "--pubkey", f"{signer}.pub").returncode == 1
+    # --manifest needs a file to digest
+    proc = sg(
+        "generate",
+        "--model",
+        str(model_dir),
+        "--key",
+        str(key),
+        "--prompt",
+        "x",
+        "--manifest",
+        str(manifest),
+    )
+    assert proc.returncode == 2 and "--out FILE" in proc.stderr

@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-watermark", action="store_true", help="plain sampling, for comparisons")
     p.add_argument("--out", default="-", help="output JSONL (default: stdout)")
+    p.add_argument(
+        "--manifest",
+        help="write a signed provenance manifest of the generations here (needs --out FILE)",
+    )
+    p.add_argument(
+        "--signing-key", help="Ed25519 private key for --manifest (`safeguard manifest keygen`)"
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
@@ -140,6 +147,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.seed is not None:
         torch.manual_seed(args.seed)
     prompts = args.prompt or _read_prompts(args.prompts)
+    if args.manifest and args.out == "-":
+        raise ConfigError("--manifest needs --out FILE: the manifest digests the generations file")
+    if args.signing_key and not args.manifest:
+        raise ConfigError("--signing-key is only used with --manifest")
     wm = Watermarker(key)
     sink = _open_out(args.out)
     try:
@@ -175,7 +186,36 @@ def cmd_generate(args: argparse.Namespace) -> int:
     finally:
         if sink is not sys.stdout:
             sink.close()
+    if args.manifest:
+        _write_generation_manifest(args, key, prompts)
     return 0
+
+
+def _write_generation_manifest(args: argparse.Namespace, key: Any, prompts: list[str]) -> None:
+    import hashlib
+
+    from safeguard.provenance import digest_directory, generation_predicate, write_manifest
+
+    model_digest = digest_directory(args.model).sha256
+    predicate = generation_predicate(
+        model=(Path(args.model).name, model_digest),
+        watermark=None
+        if args.no_watermark
+        else {"scheme": key.scheme, "key_id": key.key_id, "params": dict(key.params)},
+        parameters={
+            "max_new_tokens": args.max_new_tokens,
+            "temperature": args.temperature,
+            "top_k": args.top_k,
+            "top_p": args.top_p,
+            "num_prompts": len(prompts),
+        },
+        prompt_sha256=hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest(),
+    )
+    path = write_manifest(
+        "generation", [args.out], predicate, args.manifest, signing_key=args.signing_key
+    )
+    log.info("wrote generation manifest %s", path)
+    sys.stderr.write(f"safeguard generate: manifest written to {path}\n")
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
