@@ -314,7 +314,7 @@ def validate_predicate(predicate_type: str, predicate: Any) -> str:
         )
         if build_type == TRAINING_BUILD_TYPE:
             ext = predicate["buildDefinition"].get("externalParameters", {})
-            if not isinstance(ext.get("dp"), dict):
+            if not isinstance(ext, dict) or not isinstance(ext.get("dp"), dict):
                 problems.append(
                     "buildDefinition.externalParameters.dp: a DP training run must record its DP config"
                 )
