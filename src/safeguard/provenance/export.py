@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from safeguard.errors import DataError
+from safeguard.provenance.digest import sha256_file
 from safeguard.provenance.manifest import Manifest
 
 __all__ = ["CROISSANT_CONTEXT", "croissant_metadata", "model_card_section"]
@@ -69,6 +70,9 @@ def _require(m: Manifest, kind: str, arg: str) -> None:
 
 
 def _envelope_digest(m: Manifest) -> str:
+    """sha256 of the manifest file as shipped (what `sha256sum FILE` prints)."""
+    if m.path is not None and m.path.is_file():
+        return "sha256:" + sha256_file(m.path)
     return "sha256:" + hashlib.sha256(m.envelope.to_json().encode("utf-8")).hexdigest()
 
 
