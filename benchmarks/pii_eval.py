@@ -38,7 +38,18 @@ from safeguard.pii._presidio import vanilla_analyzer, vanilla_candidates
 from safeguard.pii.evaluate import EvaluationReport, evaluate_predictions, safe_harbor_matrix
 from safeguard.pii.synthetic import DEV_TEMPLATES, generate_examples
 
-REPORT_SEED = 20261122  # never used while developing (development uses seed 1, split "dev")
+REPORT_SEED = 20261123  # never used while developing (development uses seed 1, split "dev")
+
+#: What happened between reporting runs (kept in the section so that figures stay honest).
+HISTORY = (
+    "History: the first reporting run (seed 20261122, code at commit 1e9fa94) measured "
+    "safeguard P 0.995 / R 0.979 / F2 0.982 (held-out templates R 0.952 / F2 0.961) vs vanilla "
+    "P 0.839 / R 0.797 / F2 0.805, at 3.17× vanilla's docs/s. Its held-out templates exposed one "
+    "miss, the '94F' / '92M' age shorthand (AGE_OVER_89 recall 0.724); that rule was added "
+    "(with a guard against temperatures such as 'Tmax 101F') and the figures above come from a "
+    "fresh seed, so the held-out row is no longer blind for that one rule. Nothing else was "
+    "changed after looking at reporting data."
+)
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## PII scrubbing"
 
@@ -88,15 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     gold = [list(e.spans) for e in examples]
     holdout_idx = [i for i, e in enumerate(examples) if e.template >= len(DEV_TEMPLATES)]
 
-    t0 = time.perf_counter()
     ours = Scrubber.from_policy("healthcare-hipaa", batch_size=args.batch_size)
     ours.analyze("warm-up")
-    load_ours = time.perf_counter() - t0
     fast = Scrubber.from_policy("healthcare-hipaa", batch_size=args.batch_size, use_ner=False)
-    t0 = time.perf_counter()
     vanilla = vanilla_analyzer()
     vanilla.analyze_iterator(["warm-up"], language="en")
-    load_vanilla = time.perf_counter() - t0
 
     def run_ours(xs):
         return [[(f.start, f.end, f.entity) for f in fs] for fs in ours.analyze_batch(xs)]
@@ -170,9 +177,6 @@ def main(argv: list[str] | None = None) -> int:
         f"F2 {hold['vanilla'].overall.f2:.3f}; safeguard P {hold['ours'].overall.precision:.3f} / "
         f"R {hold['ours'].overall.recall:.3f} / F2 {hold['ours'].overall.f2:.3f}.",
         "",
-        f"Start-up (spaCy load + engine): safeguard {load_ours:.1f} s (NER component only), "
-        f"vanilla {load_vanilla:.1f} s.",
-        "",
         "Per entity (gold type: recall any type / typed; predicted type: precision):",
         "",
         "| entity | gold | vanilla R | safeguard R | safeguard R typed | safeguard predicted | safeguard P |",
@@ -202,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'–' if sr is None else f'{sr:.3f}'} |"
         )
     lines += [
+        "",
+        HISTORY,
         "",
         "Caveats: the sentences come from our own templates and Faker values, and the "
         "recognizers were written by the same team, so these figures are an upper bound for "

@@ -708,8 +708,11 @@ _DATE_WORDS = re.compile(
 )
 _AGE = re.compile(
     r"(?<![\d.])(?P<v>9\d|1[01]\d)(?![\d.])"
-    r"(?P<tail>[\s-]*(?:years?|yrs?|y)[\s-]*(?:old|o\b)|\s?(?:yo|y/o|y\.o\.|YO|yr)\b)?"
+    r"(?P<tail>[\s-]*(?:years?|yrs?|y)[\s-]*(?:old|o\b)|\s?(?:yo|y/o|y\.o\.|YO|yr)\b"
+    r"|(?P<sex>[MF])\b)?"
 )
+# "Tmax 101F" is a temperature, not a 101-year-old woman.
+_TEMPERATURE = re.compile(r"(?i)\b(?:t|temp|temperature|tmax|tm|fever|febrile|afebrile)\b[^A-Za-z]*$")
 _TITLE_NAME = re.compile(
     rf"\b{_TITLES}\.?[ \t]+(?P<v>[A-Z][a-zA-Z'’-]+(?:[ \t]+[A-Z]\.)?(?:[ \t]+[A-Z][a-zA-Z'’-]+){{0,2}})"
 )
@@ -1023,6 +1026,8 @@ class PatternDetector:
         for m in _AGE.finditer(text):
             before = text[max(0, m.start() - 6) : m.start()].lower()
             labelled = before.rstrip(": ").endswith(("age", "aged"))
+            if m.group("sex") and _TEMPERATURE.search(text, max(0, m.start() - 16), m.start()):
+                continue
             if m.group("tail") or labelled:
                 yield Candidate(*m.span("v"), "AGE_OVER_89", 0.85, "pattern", "age")
 

@@ -191,3 +191,8 @@ def test_deny_list_terms(det: PatternDetector) -> None:
 def test_entities_filter(det: PatternDetector) -> None:
     only = PatternDetector(entities=frozenset({"EMAIL_ADDRESS"}))
     assert {c.entity for c in only.detect("a@b.com 617-555-0123 123-45-6789")} == {"EMAIL_ADDRESS"}
+
+
+def test_age_sex_shorthand_but_not_temperatures(det: PatternDetector) -> None:
+    text = "Pt is a 94F with CHF; (92M) brother. Tmax 101F overnight, T 99F, temp: 102F."
+    assert found(det, text) == [("AGE_OVER_89", "94"), ("AGE_OVER_89", "92")]
