@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import os
 import stat
@@ -11,11 +13,18 @@ import sys
 
 import pytest
 
+from safeguard.cli.main import main
+
 
 def sg(*args: str, check_rc: int | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "safeguard", *args], capture_output=True, text=True
-    )
+    """Run the CLI's real entry point in this process (imports stay warm), capturing its output."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(list(args))
+        except SystemExit as exc:  # argparse usage errors
+            rc = int(exc.code or 0)
+    proc = subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
     if check_rc is not None:
         assert proc.returncode == check_rc, proc.stderr
     return proc
