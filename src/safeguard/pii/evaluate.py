@@ -268,3 +268,31 @@ def safe_harbor_matrix(
 
 def format_scores(name: str, s: Scores) -> str:  # pragma: no cover - formatting helper
     return f"{name}: P {s.precision:.3f} R {s.recall:.3f} F2 {s.f2:.3f} (gold {s.gold}, predicted {s.predicted})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m safeguard.pii.evaluate LABELLED.jsonl [--policy NAME]``: print scores as JSON."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m safeguard.pii.evaluate",
+        description="Span-level precision/recall/F2 of a policy's scrubber on labelled JSONL.",
+    )
+    parser.add_argument("labelled", help="JSONL with `text` and `spans` [{start, end, entity}]")
+    parser.add_argument("--policy", default="healthcare-hipaa", help="policy name or YAML path")
+    parser.add_argument("--no-ner", action="store_true", help="patterns only")
+    args = parser.parse_args(argv)
+    from safeguard.pii import Scrubber
+
+    examples = load_labelled(args.labelled)
+    scrubber = Scrubber.from_policy(args.policy, use_ner=not args.no_ner)
+    report = evaluate_scrubber(scrubber, examples)
+    out = report.to_dict()
+    out["safe_harbor"] = safe_harbor_matrix(report, scrubber.config.all_entities)
+    sys.stdout.write(json.dumps(out, indent=2, sort_keys=True, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
