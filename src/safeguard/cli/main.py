@@ -31,6 +31,8 @@ VERBS: tuple[str, ...] = (
     "safeguard.cli.policy_cmds",
     "safeguard.cli.demo_cmds",
     "safeguard.cli.scrub_cmds",
+    "safeguard.cli.train_cmds",
+    "safeguard.cli.serve_cmds",
 )
 
 log = logging.getLogger("safeguard")

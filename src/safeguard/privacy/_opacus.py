@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import math
 import os
 import random
 import warnings
@@ -528,6 +529,7 @@ class PrivateTraining:
             "noise_multiplier": self.noise_multiplier,
             "sample_rate": self.sample_rate,
             "steps_taken": self._guard.steps_taken,
+            "planned_steps": self.planned_steps,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "numpy": np.random.get_state(),
@@ -662,10 +664,15 @@ def _calibrate_sigma(
     sample_rate: float,
     steps: int,
 ) -> float:
+    """Smallest σ (to 1% of ε, from below) whose ε after ``steps`` more steps is ≤ the target.
+
+    RDP (cheap, numpy) brackets the search: RDP's ε bounds PRV's from above, so the σ that
+    RDP needs is enough for PRV; a few regula-falsi steps on the run's accountant finish it.
+    """
     prior = ledger.history() if len(ledger) else []
 
-    def eps(sigma: float) -> float:
-        return compute_epsilon(accountant, [*prior, (sigma, sample_rate, steps)], delta)
+    def eps_with(acc: str, sigma: float) -> float:
+        return compute_epsilon(acc, [*prior, (sigma, sample_rate, steps)], delta)
 
     prior_eps = compute_epsilon(accountant, prior, delta) if prior else 0.0
     if prior_eps >= target_epsilon:
@@ -674,27 +681,47 @@ def _calibrate_sigma(
             f"spent ε = {prior_eps:.3f} at δ = {delta:g}; the nearest achievable total is just above "
             f"{prior_eps:.3f} (raise the budget only if the data owner agrees, or use new data)"
         )
-    hi = 1.0
-    while eps(hi) > target_epsilon:
-        hi *= 2
-        if hi > _MAX_SIGMA:
-            best = eps(_MAX_SIGMA)
-            raise ConfigError(
-                f"`target_epsilon` (={target_epsilon:g}) cannot be reached with {steps} steps at q = "
-                f"{sample_rate:.4g}: even σ = {_MAX_SIGMA:g} gives ε = {best:.4g}; the nearest achievable is "
-                f"ε ≈ {best:.4g} — raise `target_epsilon`, or train fewer steps / smaller batches"
-            )
-    lo = hi / 2 if hi > 1.0 else 0.0
-    eps_hi = eps(hi)
-    # Bisect until ε(σ) is within 1% of the target from below (never above it).
-    while target_epsilon - eps_hi > 0.01 * target_epsilon and hi - lo > 1e-4:
-        mid = (lo + hi) / 2
-        e = eps(mid)
-        if e <= target_epsilon:
-            hi, eps_hi = mid, e
-        else:
-            lo = mid
-    return hi
+
+    def search(acc: str, hi: float) -> tuple[float, float]:
+        e_hi = eps_with(acc, hi)
+        while e_hi > target_epsilon:
+            hi *= 2
+            if hi > _MAX_SIGMA:
+                best = eps_with(acc, _MAX_SIGMA)
+                raise ConfigError(
+                    f"`target_epsilon` (={target_epsilon:g}) cannot be reached with {steps} steps at q = "
+                    f"{sample_rate:.4g}: even σ = {_MAX_SIGMA:g} gives ε = {best:.4g}; the nearest achievable "
+                    f"is ε ≈ {best:.4g} — raise `target_epsilon`, or train fewer steps / smaller batches"
+                )
+            e_hi = eps_with(acc, hi)
+        return hi, e_hi
+
+    def refine(acc: str, hi: float, e_hi: float) -> float:
+        lo = hi * 0.7
+        e_lo = eps_with(acc, lo)
+        while e_lo <= target_epsilon and lo > 1e-3:
+            hi, e_hi, lo = lo, e_lo, lo * 0.7
+            e_lo = eps_with(acc, lo)
+        for _ in range(40):
+            if target_epsilon - e_hi <= 0.01 * target_epsilon or hi - lo < 1e-4:
+                break
+            # Regula falsi on log ε, kept inside the bracket.
+            a, b = math.log(e_lo), math.log(max(e_hi, 1e-12))
+            t = (a - math.log(target_epsilon)) / (a - b) if a != b else 0.5
+            mid = lo + min(max(t, 0.1), 0.9) * (hi - lo)
+            e = eps_with(acc, mid)
+            if e <= target_epsilon:
+                hi, e_hi = mid, e
+            else:
+                lo, e_lo = mid, e
+        return hi
+
+    if accountant == "rdp":
+        hi, e_hi = search("rdp", 1.0)
+        return refine("rdp", hi, e_hi)
+    sigma_rdp = refine("rdp", *search("rdp", 1.0))
+    hi, e_hi = search(accountant, sigma_rdp)
+    return refine(accountant, hi, e_hi)
 
 
 # --------------------------------------------------------------------------- preflight
