@@ -139,7 +139,7 @@ class ExpScheme(Scheme):
         seed: int | None = 0,
         use_cache: bool = False,
         early_stop: int | None = None,
-        num_threads: int | None = None,
+        num_threads: int | None = 1,
         **options: Any,
     ) -> DetectionResult:
         from safeguard.watermark import alignment
