@@ -19,7 +19,10 @@ BATCH = 1024
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keygen", help="create a watermark key (JSON, mode 0600)")
-    p.add_argument("--scheme", default="gumbel", help="gumbel (default), exp or exp-edit")
+    p.add_argument("--scheme", default=None, help="gumbel (default), exp or exp-edit")
+    p.add_argument(
+        "--policy", help="take the scheme and parameters from this policy's watermark section"
+    )
     p.add_argument(
         "--param",
         action="append",
@@ -73,7 +76,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--field", default="text", help="field holding the text (default: text)")
     p.add_argument("--prompt-field", default=None, help="field holding the prompt, if recorded")
-    p.add_argument("--fpr", type=float, default=1e-3, help="false-positive rate (default 1e-3)")
+    p.add_argument(
+        "--fpr",
+        type=float,
+        default=None,
+        help="false-positive rate (default 1e-3, or the policy's)",
+    )
+    p.add_argument(
+        "--policy", help="read the false-positive rate from this policy's watermark section"
+    )
     p.add_argument(
         "--resolution", type=float, default=None, help="p-value resolution for exp/exp-edit"
     )
@@ -101,7 +112,14 @@ def _open_out(path: str) -> Any:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from safeguard.watermark import WatermarkKey
 
-    key = WatermarkKey.generate(args.scheme, **_parse_params(args.param))
+    if args.policy:
+        if args.scheme or args.param:
+            raise ConfigError(
+                "--policy sets the scheme and parameters; drop --scheme/--param or --policy"
+            )
+        key = WatermarkKey.from_policy(args.policy)
+    else:
+        key = WatermarkKey.generate(args.scheme or "gumbel", **_parse_params(args.param))
     if args.tokenizer:
         from safeguard.watermark.tokenizer import load_tokenizer
 
@@ -222,6 +240,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from safeguard.watermark import Watermarker, WatermarkKey, detect_many
     from safeguard.watermark.tokenizer import load_tokenizer
 
+    if args.fpr is None:
+        args.fpr = 1e-3
+        if args.policy:
+            from safeguard.policy import load_policy
+
+            section = load_policy(args.policy).watermark
+            if section is not None:
+                args.fpr = section.false_positive_rate
     if not 0 < args.fpr < 1:
         raise ConfigError(f"--fpr (={args.fpr}) must be in (0, 1); typical values are 1e-2 to 1e-6")
     keys = [WatermarkKey.load(k) for k in args.key]

@@ -109,6 +109,26 @@ class WatermarkKey:
         )
 
     @classmethod
+    def from_policy(cls, policy: Any) -> WatermarkKey:
+        """Generate a key with the scheme and parameters of a policy's ``watermark:`` section.
+
+        Args:
+            policy: A :class:`safeguard.policy.Policy`, or a shipped policy name or path.
+
+        Raises:
+            PolicyError: The policy has no ``watermark:`` section.
+        """
+        from safeguard.errors import PolicyError
+        from safeguard.policy import load_policy
+
+        loaded = policy if hasattr(policy, "watermark") else load_policy(policy)
+        if loaded.watermark is None:
+            raise PolicyError(
+                f"policy {loaded.name!r} has no `watermark:` section; add one or pass a scheme"
+            )
+        return cls.generate(loaded.watermark.scheme, **dict(loaded.watermark.params))
+
+    @classmethod
     def from_secret(cls, secret: bytes, scheme: str = "gumbel", **params: Any) -> WatermarkKey:
         """Build a key from known secret bytes (tests, key escrow). Prefer :meth:`generate`."""
         return cls(scheme=scheme, params=params, key_id=_key_id(secret), _secret=bytes(secret))

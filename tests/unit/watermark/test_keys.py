@@ -114,3 +114,16 @@ def test_tokenizer_binding():
     with pytest.raises(TokenizerMismatchError, match="bound to tokenizer"):
         key.check_tokenizer(vocab_b)
     WatermarkKey.generate("gumbel").check_tokenizer(vocab_b)  # unbound keys accept any tokenizer
+
+
+def test_key_from_policy():
+    from safeguard.errors import PolicyError
+    from safeguard.policy import load_policy
+
+    key = WatermarkKey.from_policy("healthcare-hipaa")
+    section = load_policy("healthcare-hipaa").watermark
+    assert key.scheme == section.scheme
+    assert all(key.params[k] == v for k, v in section.params.items())
+    no_watermark = load_policy("default").model_copy(update={"watermark": None})
+    with pytest.raises(PolicyError, match="no `watermark:` section"):
+        WatermarkKey.from_policy(no_watermark)
