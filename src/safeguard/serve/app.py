@@ -1,0 +1,498 @@
+"""The FastAPI application: ``POST /v1/detect``, ``GET /v1/keys``, ``GET /healthz``.
+
+Order of checks on a detection request (the cheapest refusal first): bearer token (401) →
+tenant rate limit (429 + ``Retry-After``) → body size (413, read incrementally, never past
+the limit) → JSON (400) → schema (422) → request limits (413) → key ids (404) → detection
+in a worker thread. Every response carries ``X-Request-ID``; every error has the same JSON
+shape (:class:`~safeguard.serve.models.ErrorResponse`). One log line per request gives the
+request id, tenant, counts, status and latency, never a text, a token or a key secret.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from safeguard.errors import missing_dependency
+
+try:
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise missing_dependency("fastapi", "serve") from exc
+
+from pydantic import ValidationError
+
+from safeguard import __version__
+from safeguard.serve.config import ServerConfig, hash_token
+from safeguard.serve.engine import detect_texts
+from safeguard.serve.keystore import KeyRing
+from safeguard.serve.models import (
+    DetectRequest,
+    DetectResponse,
+    ErrorResponse,
+    HealthResponse,
+    KeyInfo,
+    KeyResult,
+    KeysResponse,
+    TextResult,
+    finite,
+)
+from safeguard.serve.ratelimit import TokenBucket
+
+__all__ = ["ApiError", "create_app"]
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ERRORS = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    500: "internal_error",
+}
+
+
+class ApiError(Exception):
+    """An HTTP error with a message for the caller."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.details = details
+
+
+def _error_response(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    details: list[dict[str, str]] | None = None,
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "-")
+    body = {
+        "request_id": request_id,
+        "error": {"status": status, "code": _ERRORS.get(status, "error"), "message": message},
+    }
+    if details:
+        body["error"]["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_details(exc: ValidationError | RequestValidationError) -> list[dict[str, str]]:
+    # Only location and message: pydantic's ``input`` would echo the caller's text.
+    return [
+        {"loc": ".".join(str(p) for p in e.get("loc", ())) or "<body>", "msg": str(e.get("msg"))}
+        for e in exc.errors()[:20]
+    ]
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    keyring: KeyRing | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> FastAPI:
+    """Build the detection service.
+
+    Args:
+        config: The validated server configuration (:func:`~safeguard.serve.load_config`).
+        keyring: Pre-loaded keys (default: loaded from ``config.key_store`` now, so that a
+            bad key store fails at start-up rather than on the first request).
+        clock: Monotonic clock for the rate limiter (tests inject one).
+
+    Returns:
+        A FastAPI application; run it with uvicorn (``safeguard serve``).
+
+    Raises:
+        ConfigError: The key store or tokenizers do not match the tenants' keys.
+    """
+    ring = keyring if keyring is not None else KeyRing.from_config(config)
+    default_fpr = _default_fpr(config)
+    limits = config.limits
+    tenants = {t.name: t for t in config.tenants}
+    token_hashes = [(t.token_sha256.encode("ascii"), t.name) for t in config.tenants]
+    buckets = {
+        t.name: TokenBucket(t.rate_limit.requests_per_second, t.rate_limit.burst, clock=clock)
+        for t in config.tenants
+    }
+    bearer = HTTPBearer(auto_error=False, description="A tenant token from the server config.")
+
+    app = FastAPI(
+        title="safeguard detection service",
+        version=__version__,
+        description=(
+            "Watermark detection for moderation pipelines: calibrated p-values at a "
+            "false-positive rate the caller chooses. Authenticate with `Authorization: Bearer "
+            "<token>`; a tenant sees only its own keys."
+        ),
+        openapi_url="/openapi.json" if config.openapi else None,
+        docs_url="/docs" if config.openapi else None,
+        redoc_url=None,
+    )
+
+    # ------------------------------------------------------------------ plumbing
+    @app.middleware("http")
+    async def request_context(request: Request, call_next: Any) -> Any:
+        given = request.headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request.state.request_id = request_id
+        request.state.log = {}
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # never a bare 500 page; never the exception text in logs
+            log.error(
+                "request_id=%s unhandled %s in %s %s",
+                request_id,
+                type(exc).__name__,
+                request.method,
+                request.url.path,
+            )
+            response = _error_response(request, 500, "internal error; see the server log")
+        response.headers["X-Request-ID"] = request_id
+        fields = " ".join(f"{k}={v}" for k, v in request.state.log.items())
+        log.info(
+            "request_id=%s %s %s status=%d ms=%.1f %s",
+            request_id,
+            request.method,
+            request.url.path,
+            response.status_code,
+            1000 * (time.perf_counter() - start),
+            fields,
+        )
+        return response
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(
+            request, exc.status, exc.message, headers=exc.headers, details=exc.details
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        return _error_response(
+            request, exc.status_code, message, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error_response(
+            request, 422, "the request is invalid", details=_validation_details(exc)
+        )
+
+    # ------------------------------------------------------------------ auth + rate limit
+    async def tenant_of(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> str:
+        unauthorized = ApiError(
+            401,
+            "missing or invalid bearer token; send `Authorization: Bearer <token>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        if credentials is None or not credentials.credentials:
+            raise unauthorized
+        presented = hash_token(credentials.credentials).encode("ascii")
+        found = None
+        for stored, name in token_hashes:  # every hash compared, in constant time each
+            if hmac.compare_digest(presented, stored):
+                found = name
+        if found is None:
+            raise unauthorized
+        request.state.log["tenant"] = found
+        wait = buckets[found].acquire()
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                f"rate limit of {tenants[found].rate_limit.requests_per_second:g} requests/s "
+                f"(burst {tenants[found].rate_limit.burst}) exceeded; retry after {retry} s",
+                headers={"Retry-After": str(retry)},
+            )
+        return found
+
+    # ------------------------------------------------------------------ routes
+    @app.get("/healthz", response_model=HealthResponse, tags=["service"])
+    async def healthz() -> HealthResponse:
+        """Liveness: the service is up and its keys are loaded."""
+        return HealthResponse(status="ok", version=__version__)
+
+    @app.get(
+        "/v1/keys",
+        response_model=KeysResponse,
+        tags=["detection"],
+        responses={401: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
+    )
+    async def keys(tenant: str = Depends(tenant_of)) -> KeysResponse:
+        """The caller's keys: ids, schemes and tokenizers (never secrets)."""
+        infos = []
+        for key_id in ring.keys_of(tenant):
+            entry = ring.get(tenant, key_id)
+            if entry is not None:
+                infos.append(
+                    KeyInfo(key_id=key_id, scheme=entry.scheme, tokenizer=entry.tokenizer_id)
+                )
+        return KeysResponse(keys=infos)
+
+    @app.post(
+        "/v1/detect",
+        response_model=DetectResponse,
+        response_model_exclude_unset=True,
+        tags=["detection"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": DetectRequest.model_json_schema()}},
+            }
+        },
+        responses={
+            s: {"model": ErrorResponse, "description": d}
+            for s, d in (
+                (400, "Malformed JSON"),
+                (401, "Missing or invalid bearer token"),
+                (404, "A key id the caller may not use"),
+                (413, "Body, texts or characters over the server's limits"),
+                (415, "Body is not JSON"),
+                (422, "Body does not match the schema"),
+                (429, "Rate limit exceeded (see Retry-After)"),
+            )
+        },
+    )
+    async def detect(request: Request, tenant: str = Depends(tenant_of)) -> DetectResponse:
+        """Test a batch of texts for the caller's watermarks.
+
+        Each text is tokenized with the tokenizer bound to each key. The response gives per
+        text whether it is flagged at the false-positive rate and (with the tenant's
+        ``statistics`` detail) the p-values; never per-token values.
+        """
+        body = await _read_body(request, limits.max_body_bytes)
+        payload = _parse_json(body)
+        try:
+            req = DetectRequest.model_validate(payload)
+        except ValidationError as exc:
+            raise ApiError(
+                422, "the request body does not match the schema", details=_validation_details(exc)
+            ) from None
+        _check_limits(req, config)
+        fpr = req.false_positive_rate if req.false_positive_rate is not None else default_fpr
+        if fpr > config.max_false_positive_rate:
+            raise ApiError(
+                422,
+                f"`false_positive_rate` (={fpr:g}) is above this server's maximum "
+                f"({config.max_false_positive_rate:g}); ask for a smaller rate",
+            )
+        key_ids = list(dict.fromkeys(req.key_ids)) if req.key_ids else list(ring.keys_of(tenant))
+        entries = []
+        for key_id in key_ids:
+            entry = ring.get(tenant, key_id)
+            if entry is None:
+                raise ApiError(404, f"key {key_id} is not available to this caller")
+            entries.append(entry)
+        texts = [t if t.strip() else "" for t in req.texts]
+        info = request.state.log
+        info.update(
+            texts=len(texts),
+            chars=sum(map(len, texts)),
+            keys=len(entries),
+        )
+        outcomes = await run_in_threadpool(
+            detect_texts,
+            entries,
+            texts,
+            prompts=req.prompts,
+            false_positive_rate=fpr,
+            num_threads=config.detect_threads,
+        )
+        decision_only = tenants[tenant].detail == "decision"
+        results: list[TextResult] = []
+        for i, (text, outcome) in enumerate(zip(texts, outcomes, strict=True)):
+            if not text:
+                results.append(
+                    TextResult(
+                        index=i,
+                        is_watermarked=None,
+                        error="the text is empty; there is nothing to test",
+                    )
+                )
+            elif outcome.result is None:
+                results.append(TextResult(index=i, is_watermarked=None, error=outcome.error))
+            elif decision_only:
+                results.append(TextResult(index=i, is_watermarked=outcome.result.is_watermarked))
+            else:
+                multi = outcome.result
+                results.append(
+                    TextResult(
+                        index=i,
+                        is_watermarked=multi.is_watermarked,
+                        p_value=min(multi.adjusted_p_values),
+                        best_key_id=multi.best_key_id,
+                        results=[
+                            KeyResult(
+                                key_id=r.key_id,
+                                scheme=r.scheme,
+                                p_value=r.p_value,
+                                adjusted_p_value=adj,
+                                score=finite(r.score),
+                                num_tokens=r.num_tokens,
+                                num_scored=r.num_scored,
+                                method=r.method,
+                                min_p_value=r.min_p_value,
+                                approximate=r.approximate,
+                                warnings=list(r.warnings),
+                            )
+                            for r, adj in zip(multi.results, multi.adjusted_p_values, strict=True)
+                        ],
+                    )
+                )
+        flagged = sum(bool(r.is_watermarked) for r in results)
+        errors = sum(r.error is not None for r in results)
+        info.update(flagged=flagged, errors=errors)
+        return DetectResponse(
+            request_id=request.state.request_id,
+            false_positive_rate=fpr,
+            key_ids=key_ids,
+            flagged=flagged,
+            errors=errors,
+            results=results,
+        )
+
+    return app
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _default_fpr(config: ServerConfig) -> float:
+    if config.false_positive_rate is not None:
+        return config.false_positive_rate
+    if config.policy:
+        from safeguard.policy import load_policy
+
+        policy = load_policy(config.policy)
+        if policy.watermark is not None:
+            return float(policy.watermark.false_positive_rate)
+    return 1e-3
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read incrementally and refused (413) as soon as it passes ``limit`` bytes."""
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if ctype not in ("application/json", ""):
+        raise ApiError(415, f"Content-Type {ctype!r} is not supported; send application/json")
+    too_large = ApiError(
+        413, f"request body is over the limit of {limit} bytes; split the batch into smaller ones"
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "Content-Length must be a non-negative integer")
+        if int(declared) > limit:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise ApiError(400, "the request body is empty; send a JSON object with `texts`")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = (
+            f" (line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        raise ApiError(400, f"the request body is not valid UTF-8 JSON{where}") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply") from None
+
+
+def _is_utf8(value: str | None) -> bool:
+    try:
+        (value or "").encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_limits(req: DetectRequest, config: ServerConfig) -> None:
+    lim = config.limits
+    if len(req.texts) > lim.max_texts:
+        raise ApiError(
+            413,
+            f"`texts` has {len(req.texts)} entries; the limit is {lim.max_texts} per request; "
+            "split the batch",
+        )
+    if req.prompts is not None and len(req.prompts) != len(req.texts):
+        raise ApiError(
+            422,
+            f"`prompts` has {len(req.prompts)} entries for {len(req.texts)} texts; "
+            "give one prompt (or null) per text",
+        )
+    total = 0
+    for name, values in (("texts", req.texts), ("prompts", req.prompts or [])):
+        for i, value in enumerate(values):
+            n = len(value or "")
+            if n > lim.max_chars_per_text:
+                raise ApiError(
+                    413,
+                    f"`{name}[{i}]` has {n} characters; the limit is {lim.max_chars_per_text} "
+                    "per text; truncate or split it",
+                )
+            total += n
+            if n and not _is_utf8(value):
+                raise ApiError(
+                    422, f"`{name}[{i}]` holds an unpaired surrogate; send valid Unicode text"
+                )
+    if total > lim.max_total_chars:
+        raise ApiError(
+            413,
+            f"the request has {total} characters in all; the limit is {lim.max_total_chars}; "
+            "split the batch",
+        )
+    if req.key_ids is not None and len(req.key_ids) > lim.max_keys:
+        raise ApiError(
+            413,
+            f"`key_ids` has {len(req.key_ids)} entries; the limit is {lim.max_keys} per request",
+        )

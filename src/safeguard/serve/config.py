@@ -1,0 +1,211 @@
+"""The server configuration (``server.yaml``): key store, tokenizers, tenants, limits.
+
+Only hashes of the bearer tokens are stored (``sha256:<hex>``); the tokens themselves are
+shown once, by ``safeguard serve-token``. Relative paths are resolved against the folder of
+the configuration file.
+
+Example::
+
+    schema_version: 1
+    key_store: keys/                  # folder of watermark key files (*.json, mode 0600)
+    tokenizers: [tokenizers/gpt2]     # matched to keys by vocabulary fingerprint
+    policy: moderation                # default false-positive rate from its watermark section
+    limits: {max_texts: 256, max_chars_per_text: 32000}
+    tenants:
+      - name: trust-and-safety
+        token_sha256: "sha256:9f86d0..."
+        keys: [wm-0123456789abcdef]
+        rate_limit: {requests_per_second: 20, burst: 40}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from safeguard.errors import ConfigError
+
+__all__ = [
+    "KEY_ID_PATTERN",
+    "Limits",
+    "RateLimit",
+    "ServerConfig",
+    "Tenant",
+    "generate_token",
+    "hash_token",
+    "load_config",
+]
+
+#: Shape of a watermark key id (``WatermarkKey.key_id``).
+KEY_ID_PATTERN = r"^wm-[0-9a-f]{16}$"
+_TOKEN_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateLimit(_Model):
+    """A token bucket per tenant: ``burst`` requests at once, refilled at ``requests_per_second``.
+
+    Attributes:
+        requests_per_second: Sustained request rate.
+        burst: Requests that may arrive at once after an idle period.
+    """
+
+    requests_per_second: float = Field(default=10.0, gt=0, le=1e6)
+    burst: int = Field(default=20, ge=1, le=1_000_000)
+
+
+class Limits(_Model):
+    """Per-request limits; a request over any of them is refused with 413.
+
+    Attributes:
+        max_body_bytes: Size of the HTTP body.
+        max_texts: Texts in one request.
+        max_chars_per_text: Characters of one text (or prompt).
+        max_total_chars: Characters over all texts and prompts of one request.
+        max_keys: Key ids named in one request.
+    """
+
+    max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
+    max_texts: int = Field(default=256, ge=1, le=100_000)
+    max_chars_per_text: int = Field(default=32_000, ge=1, le=10_000_000)
+    max_total_chars: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    max_keys: int = Field(default=16, ge=1, le=1024)
+
+
+class Tenant(_Model):
+    """A caller of the service.
+
+    Attributes:
+        name: Shown in logs (never the token).
+        token_sha256: ``sha256:<hex>`` of the tenant's bearer token.
+        keys: Key ids from the key store this tenant may test against.
+        rate_limit: The tenant's request budget.
+        detail: ``statistics`` returns p-values and scores per text; ``decision`` returns only
+            whether each text is flagged (less for an attacker probing the detector).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    token_sha256: str = Field(pattern=_TOKEN_HASH_PATTERN)
+    keys: tuple[str, ...] = Field(min_length=1)
+    rate_limit: RateLimit = RateLimit()
+    detail: Literal["statistics", "decision"] = "statistics"
+
+    @field_validator("keys")
+    @classmethod
+    def _key_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key_id in value:
+            if not re.match(KEY_ID_PATTERN, key_id):
+                raise ValueError(
+                    f"key id {key_id!r} is not a watermark key id (wm- and 16 hex digits); "
+                    "copy it from `safeguard keygen` output"
+                )
+        return value
+
+
+class ServerConfig(_Model):
+    """Everything ``safeguard serve`` needs.
+
+    Attributes:
+        schema_version: Version of this schema (currently 1).
+        host: Interface to listen on (default loopback only).
+        port: TCP port.
+        key_store: Folder of watermark key files (``*.json``).
+        tokenizers: Tokenizer (or model) folders; each key uses the one whose vocabulary
+            fingerprint it is bound to.
+        default_tokenizer: Tokenizer for keys that are not bound to one.
+        policy: Policy whose ``watermark.false_positive_rate`` is the default rate.
+        false_positive_rate: Default rate; overrides the policy's.
+        max_false_positive_rate: Largest rate a caller may ask for.
+        limits: Per-request limits.
+        tenants: Callers and the keys each may use.
+        detect_threads: Threads one request's batch detection may use.
+        openapi: Serve ``/openapi.json`` and ``/docs``.
+    """
+
+    schema_version: Literal[1] = 1
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    key_store: Path
+    tokenizers: tuple[Path, ...] = ()
+    default_tokenizer: Path | None = None
+    policy: str | None = "moderation"
+    false_positive_rate: float | None = Field(default=None, gt=0, lt=1)
+    max_false_positive_rate: float = Field(default=0.1, gt=0, lt=1)
+    limits: Limits = Limits()
+    tenants: tuple[Tenant, ...] = Field(min_length=1)
+    detect_threads: int = Field(default=1, ge=1, le=256)
+    openapi: bool = True
+
+    @model_validator(mode="after")
+    def _unique(self) -> ServerConfig:
+        names = [t.name for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tenant names must be unique; got {names}")
+        hashes = [t.token_sha256 for t in self.tenants]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two tenants share one token hash; give each tenant its own token")
+        return self
+
+    def resolve_paths(self, base: Path) -> ServerConfig:
+        """Return a copy whose relative paths are taken relative to ``base``."""
+
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else (p if p.is_absolute() else base / p)
+
+        return self.model_copy(
+            update={
+                "key_store": fix(self.key_store),
+                "tokenizers": tuple(fix(p) for p in self.tokenizers),
+                "default_tokenizer": fix(self.default_tokenizer),
+            }
+        )
+
+
+def hash_token(token: str) -> str:
+    """``sha256:<hex>`` of a bearer token, the form stored in the configuration."""
+    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def generate_token() -> tuple[str, str]:
+    """A fresh random bearer token (256 bits, URL-safe) and its hash for the configuration."""
+    token = "sgt_" + secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def load_config(path: str | Path) -> ServerConfig:
+    """Read and validate ``server.yaml``.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, or violates the schema (every problem is
+            listed with its location).
+    """
+    source = Path(path)
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"server config {str(source)!r} does not exist; pass --config with a YAML file"
+        ) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"cannot read server config {str(source)!r}: {type(exc).__name__}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"server config {str(source)!r} must be a YAML mapping")
+    try:
+        config = ServerConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"server config {str(source)!r} is invalid: {problems}") from None
+    return config.resolve_paths(source.resolve().parent)

@@ -1,0 +1,138 @@
+"""The key store of the service: watermark keys, their tokenizers, and which tenant sees which.
+
+Keys are read once at start-up from a folder of key files. Each key is paired with the
+tokenizer its ``tokenizer_fingerprint`` names (or the default tokenizer for unbound keys),
+so a text is always tokenized the way the key's generations were.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safeguard.errors import ConfigError, KeyFileError
+from safeguard.serve.config import ServerConfig
+
+__all__ = ["KeyEntry", "KeyRing"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One usable key: the detector and the tokenizer it needs.
+
+    Attributes:
+        key_id: Public id of the key.
+        scheme: Scheme name.
+        tokenizer_id: Fingerprint of the tokenizer (``default`` for unbound keys).
+        watermarker: ``Watermarker`` for the key.
+        tokenizer: Tokenizer with ``__call__(text, add_special_tokens=False)``.
+    """
+
+    key_id: str
+    scheme: str
+    tokenizer_id: str
+    watermarker: Any
+    tokenizer: Any
+
+    def __repr__(self) -> str:
+        return f"KeyEntry({self.key_id}, scheme={self.scheme}, tokenizer={self.tokenizer_id})"
+
+
+class KeyRing:
+    """Keys by id, and for each tenant the ids it may use.
+
+    Args:
+        entries: Usable keys by id.
+        tenant_keys: Tenant name -> key ids (every id is in ``entries``).
+    """
+
+    def __init__(self, entries: dict[str, KeyEntry], tenant_keys: dict[str, tuple[str, ...]]):
+        self._entries = entries
+        self._tenant_keys = tenant_keys
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> KeyRing:
+        """Load the keys and tokenizers that the tenants of ``config`` need.
+
+        Raises:
+            ConfigError: The key store is missing, a tenant names a key that is not in it,
+                or a key's tokenizer is not among the configured tokenizers.
+        """
+        from safeguard.watermark import Watermarker, WatermarkKey
+        from safeguard.watermark.keys import tokenizer_fingerprint
+        from safeguard.watermark.tokenizer import load_tokenizer
+
+        store = Path(config.key_store)
+        if not store.is_dir():
+            raise ConfigError(
+                f"`key_store` ({str(store)!r}) is not a folder; point it at the folder of key files"
+            )
+        wanted = {k for t in config.tenants for k in t.keys}
+        keys: dict[str, Any] = {}
+        for path in sorted(store.glob("*.json")):
+            try:
+                key = WatermarkKey.load(path)
+            except KeyFileError as exc:
+                log.warning("key store: skipping %s: %s", path.name, exc)
+                continue
+            if key.key_id not in wanted:
+                continue
+            if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                log.warning(
+                    "key file %s (key %s) is readable by other users; chmod 600 it",
+                    path.name,
+                    key.key_id,
+                )
+            keys[key.key_id] = key
+        missing = sorted(wanted - keys.keys())
+        if missing:
+            raise ConfigError(
+                f"tenants name key ids {missing} that are not in the key store {str(store)!r}; "
+                "copy their key files there or remove the ids from `tenants[].keys`"
+            )
+
+        tokenizers: dict[str, Any] = {}
+        for folder in config.tokenizers:
+            tok = load_tokenizer(folder)
+            tokenizers[tokenizer_fingerprint(tok)] = tok
+        default = load_tokenizer(config.default_tokenizer) if config.default_tokenizer else None
+
+        entries: dict[str, KeyEntry] = {}
+        for key_id, key in sorted(keys.items()):
+            fp = key.tokenizer_fingerprint
+            if fp is None:
+                if default is None:
+                    raise ConfigError(
+                        f"key {key_id} is not bound to a tokenizer and `default_tokenizer` is not "
+                        "set; set it to the folder of the tokenizer used at generation"
+                    )
+                tok, tok_id = default, "default"
+            else:
+                if fp not in tokenizers:
+                    raise ConfigError(
+                        f"key {key_id} is bound to tokenizer {fp}, which is none of `tokenizers` "
+                        f"({sorted(tokenizers) or 'none configured'}); add the tokenizer folder "
+                        "used at generation to `tokenizers`"
+                    )
+                tok, tok_id = tokenizers[fp], fp
+            entries[key_id] = KeyEntry(key_id, key.scheme, tok_id, Watermarker(key), tok)
+        log.info("key store: %d keys, %d tokenizers", len(entries), len(tokenizers))
+        return cls(entries, {t.name: tuple(t.keys) for t in config.tenants})
+
+    def keys_of(self, tenant: str) -> tuple[str, ...]:
+        """Key ids ``tenant`` may use, in configuration order."""
+        return self._tenant_keys.get(tenant, ())
+
+    def get(self, tenant: str, key_id: str) -> KeyEntry | None:
+        """The key ``key_id`` if ``tenant`` may use it, else ``None`` (whether or not it exists)."""
+        if key_id not in self._tenant_keys.get(tenant, ()):
+            return None
+        return self._entries.get(key_id)
+
+    def __len__(self) -> int:
+        return len(self._entries)
