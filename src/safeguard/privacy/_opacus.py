@@ -70,6 +70,12 @@ def _base_hf_model(model: nn.Module) -> nn.Module | None:
         if isinstance(m, GradSampleModule) or hasattr(m, "_module"):
             m = m._module
             continue
+        if type(m).__name__ in {
+            "DifferentiallyPrivateDistributedDataParallel",
+            "DistributedDataParallel",
+        }:
+            m = m.module
+            continue
         if hasattr(m, "get_base_model") and callable(m.get_base_model):
             m = m.get_base_model()
             continue
@@ -883,8 +889,10 @@ def make_private(
             runs count toward the budget). ``None`` keeps the ledger in memory.
         loss_fn: ``loss_fn(outputs, target) -> (batch,)`` for non-HF models, used by the
             pre-flight check and :meth:`PrivateTraining.train_step`.
-        distributed: The model is (to be) wrapped in Opacus ``DPDDP``; each process samples
-            its share of every logical batch.
+        distributed: The model is wrapped in Opacus ``DPDDP`` (torch.distributed initialised);
+            each process Poisson-samples its shard with the same q, rank 0 alone adds the noise
+            and writes the ledger file, and gradients are summed across processes before the
+            step.
 
     Returns:
         A :class:`PrivateTraining`.
@@ -916,6 +924,8 @@ def make_private(
         )
     if not isinstance(ledger, BudgetLedger):
         ledger = BudgetLedger(ledger)
+    if distributed and torch.distributed.get_rank() != 0 and ledger.path is not None:
+        ledger._path = None  # every rank keeps the ledger in memory; rank 0 alone writes the file
     dataset = data_loader.dataset
     n_examples = _dataset_size(data_loader)
     drop_keys: tuple[str, ...] = ()
