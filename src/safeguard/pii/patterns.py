@@ -652,14 +652,17 @@ _LABELLED_VALUES: dict[str, str] = {
     "NPI": r"(?P<v>\d{10})(?!\d)",
     "DEA_NUMBER": r"(?P<v>[A-Za-z]{2}\d{7})(?![A-Za-z0-9])",
     "US_SSN": r"(?P<v>\d{3}[- ]?\d{2}[- ]?\d{4})(?!\d)",
-    "ZIP_CODE": r"(?P<v>\d{5}(?:-\d{4})?)(?!\d)",
+    # US ZIP / ZIP+4, other countries' 3-6 digit codes, UK-style postcodes ("PH36 9QH")
+    "ZIP_CODE": (
+        r"(?P<v>\d{5}-\d{4}|\d{3,6}|(?-i:[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}))(?![A-Za-z0-9])"
+    ),
 }
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![\w-])")
 _URL = re.compile(
-    r"(?<![\w@.-])(?:(?:https?|ftp)://[^\s<>\"'`]+"
-    r"|www\.[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+[^\s<>\"'`]*"
-    r"|(?:[A-Za-z0-9-]+\.)+(?:com|org|net|edu|gov|mil|io|info|biz|us|co|health|care|med|app)(?:\.[a-z]{2})?"
+    r"(?:(?:https?|ftp)://[^\s<>\"'`]+"
+    r"|(?<![\w@.-])www\.[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+[^\s<>\"'`]*"
+    r"|(?<![\w@.-])(?:[A-Za-z0-9-]+\.)+(?:com|org|net|edu|gov|mil|io|info|biz|us|co|health|care|med|app)(?:\.[a-z]{2})?"
     r"(?:/[^\s<>\"'`]*)?(?![\w@-]))",
     re.IGNORECASE,
 )
@@ -740,6 +743,21 @@ _STREET = re.compile(
     r"(?:,?[ \t]+(?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|Bldg|Building|Fl|Floor|Lot|#)\.?[ \t]*#?[ \t]*[A-Za-z0-9-]+)?)"
 )
 _PO_BOX = re.compile(r"\b(?P<v>P\.?\s?O\.?\s+Box\s+\d{1,6})\b", re.IGNORECASE)
+# "Apt. 4B", "Suite 026" on their own (e.g. on the line after the street); not "Unit",
+# "Room" or "Floor", which in notes are insulin units and hospital rooms
+_SECONDARY = re.compile(
+    r"(?<![\w-])(?P<v>(?:Apt|Apartment|Suite|Ste)\.?[ \t]*#?[ \t]*"
+    r"(?=[A-Za-z0-9-]*\d)[A-Za-z0-9][A-Za-z0-9-]{0,6})(?![\w-])"
+)
+# Street name first, house number after: "Via Leopardi 83", "Rua Arapiraca 1943",
+# "Favoritenstrasse 36", "Lamphey Road 2"
+_LETTER = "a-zA-ZÀ-ÖØ-öø-ÿĀ-ž'’"
+_STREET_NUMBER_AFTER = re.compile(
+    rf"(?<![\w-])(?P<v>(?:(?:Via|Viale|Rua|Rue|Calle|Avenida|Av\.|Avenue|Piazza|Plaza|Praça|Carrer|Camino|Strada|Ulica|ul\.)"
+    rf"[ \t]+(?:[A-ZÀ-ÖØ-Þ][{_LETTER}.-]*[ \t]+){{0,3}}[A-ZÀ-ÖØ-Þ][{_LETTER}.-]*"
+    rf"|[A-ZÀ-ÖØ-Þ][{_LETTER}-]*(?:strasse|straße|str\.|weg|gasse|platz|allee|laan|straat|vej|gatan|gata|katu|utca)"
+    rf")[ \t]+\d{{1,5}}[A-Za-z]?)(?![\w-])"
+)
 _STATE_ALT = "|".join(sorted([*US_STATES, *(n for n in US_STATES.values())], key=len, reverse=True))
 _CITY_STATE = re.compile(
     r"(?P<city>(?<![\w-])[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž.'’-]+(?:[ \t]+[A-ZÀ-ÖØ-Þ][a-zA-ZÀ-ÖØ-öø-ÿĀ-ž.'’-]+){0,3}),[ \t]+"
@@ -1048,7 +1066,7 @@ class PatternDetector:
 
     def _addresses(self, text: str) -> Iterator[Candidate]:
         if self._want("STREET_ADDRESS"):
-            for rx in (_STREET, _PO_BOX):
+            for rx in (_STREET, _PO_BOX, _SECONDARY, _STREET_NUMBER_AFTER):
                 for m in rx.finditer(text):
                     s, e = _trim(text, *m.span("v"))
                     yield Candidate(s, e, "STREET_ADDRESS", 0.8, "pattern", "street")

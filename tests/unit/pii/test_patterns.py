@@ -196,3 +196,16 @@ def test_entities_filter(det: PatternDetector) -> None:
 def test_age_sex_shorthand_but_not_temperatures(det: PatternDetector) -> None:
     text = "Pt is a 94F with CHF; (92M) brother. Tmax 101F overnight, T 99F, temp: 102F."
     assert found(det, text) == [("AGE_OVER_89", "94"), ("AGE_OVER_89", "92")]
+
+
+def test_international_addresses_postcodes_and_schemes(det: PatternDetector) -> None:
+    text = "ZIP: 4032, postal code PH36 9QH, Suite 026, Via Leopardi 83, Favoritenstrasse 36"
+    assert found(det, text) == [
+        ("ZIP_CODE", "4032"),
+        ("ZIP_CODE", "PH36 9QH"),
+        ("STREET_ADDRESS", "Suite 026"),
+        ("STREET_ADDRESS", "Via Leopardi 83"),
+        ("STREET_ADDRESS", "Favoritenstrasse 36"),
+    ]
+    assert found(det, "site:https://www.example.tn/") == [("URL", "https://www.example.tn/")]
+    assert found(det, "give 5 units, Unit 5 of insulin, room 3, floor 2") == []
