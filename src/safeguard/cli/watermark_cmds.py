@@ -89,6 +89,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resolution", type=float, default=None, help="p-value resolution for exp/exp-edit"
     )
     p.add_argument("--out", default="-", help="output JSONL (default: stdout)")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default: in-process) or ray (Ray Data; RAY_ADDRESS picks the cluster); "
+        "ray also reads Parquet",
+    )
     p.set_defaults(func=cmd_detect)
 
 
@@ -255,6 +262,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for key in keys:
         key.check_tokenizer(tokenizer)
     options = {} if args.resolution is None else {"resolution": args.resolution}
+    if getattr(args, "engine", "local") == "ray":
+        return _detect_ray(args, keys, tokenizer, options)
     try:
         source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
@@ -344,3 +353,33 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if errors:
         return 2
     return 1 if flagged else 0
+
+
+def _detect_ray(args: argparse.Namespace, keys: list[Any], tokenizer: Any, options: dict) -> int:
+    """``safeguard detect --engine ray``: the same output and exit codes on Ray Data."""
+    from safeguard.scale.ray_engine import detect_file
+
+    if args.input == "-":
+        raise DataError("--engine ray reads a file (JSONL or Parquet), not stdin; pass a path")
+    sink = _open_out(args.out)
+    try:
+        counts = detect_file(
+            args.input,
+            sink,
+            keys=keys,
+            tokenizer=tokenizer,
+            field=args.field,
+            prompt_field=args.prompt_field,
+            false_positive_rate=args.fpr,
+            options=options,
+            batch_size=BATCH,
+        )
+    finally:
+        if sink is not sys.stdout:
+            sink.close()
+    sys.stderr.write(
+        f"safeguard detect: {counts.total} records, {counts.flagged} flagged at fpr={args.fpr:g}, {counts.errors} could not be processed\n"
+    )
+    if counts.errors:
+        return 2
+    return 1 if counts.flagged else 0
