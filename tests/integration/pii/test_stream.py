@@ -197,3 +197,30 @@ def test_two_processes_give_the_same_output(tmp_path: Path, hipaa: Scrubber) -> 
     scrub_file(hipaa, src, tmp_path / "a.jsonl", fields=["meta.note"], batch_size=16)
     scrub_file(hipaa, src, tmp_path / "b.jsonl", fields=["meta.note"], batch_size=16, processes=2)
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+def test_a_50_mb_record_is_quarantined_not_loaded_into_spacy(
+    tmp_path: Path, hipaa: Scrubber
+) -> None:
+    src = tmp_path / "in.jsonl"
+    with src.open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": 0, "text": "Pt John Smith"}) + "\n")
+        fh.write(json.dumps({"id": 1, "text": "x " * (25 << 20)}) + "\n")  # 50 MiB
+        fh.write(json.dumps({"id": 2, "text": "MRN 12345678"}) + "\n")
+    rep = scrub_file(hipaa, src, tmp_path / "out.jsonl")
+    assert ids(tmp_path / "out.jsonl") == [0, 2]
+    entry = json.loads((tmp_path / "out.jsonl.quarantine.jsonl").read_text())
+    assert "over max_record_bytes" in entry["reason"] and entry["line"] == 2
+    assert "raw" not in entry and "record" not in entry  # position only, the input keeps it
+    assert rep.records["quarantined"] == 1
+
+
+def test_csv_invalid_utf8_row_is_quarantined(tmp_path: Path, hipaa: Scrubber) -> None:
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"id,note\n0,Pt John Smith\n1,bad \xff byte\n2,Call 617-555-0123\n")
+    rep = scrub_file(hipaa, src, tmp_path / "out.csv", fields=["note"])
+    rows = list(csv.DictReader((tmp_path / "out.csv").open(encoding="utf-8")))
+    assert [r["id"] for r in rows] == ["0", "2"]
+    assert rows[1]["note"] == "Call <PHONE_NUMBER_1>"
+    assert rep.records["quarantined"] == 1
+    assert "invalid UTF-8" in (tmp_path / "out.csv.quarantine.jsonl").read_text()
