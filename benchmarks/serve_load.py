@@ -157,6 +157,7 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="1,16", help="texts per request, per scenario")
     args = parser.parse_args()
     sizes = [int(x) for x in args.batch_sizes.split(",")]
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         config_path, token, texts = build_world(Path(tmp), args.tokens, 256)
@@ -194,7 +195,8 @@ def main() -> int:
 
     print(
         f"concurrency {args.concurrency}, {args.tokens}-token texts, one gumbel key, "
-        f"{args.seconds:g} s per scenario, {os.cpu_count()} cores, client and server on one machine"
+        f"{args.seconds:g} s per scenario, {os.cpu_count()} cores, client and server on one machine, "
+        f"load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after"
     )
     print(
         "| texts/request | requests | errors | requests/s | texts/s | p50 | p99 | in-process texts/s |"

@@ -44,9 +44,7 @@ from safeguard.serve.models import (
     ErrorResponse,
     HealthResponse,
     KeyInfo,
-    KeyResult,
     KeysResponse,
-    TextResult,
     finite,
 )
 from safeguard.serve.ratelimit import TokenBucket
@@ -113,6 +111,83 @@ def _validation_details(exc: ValidationError | RequestValidationError) -> list[d
     ]
 
 
+class _RequestContext:
+    """ASGI middleware: a request id per request (``X-Request-ID``), one log line, no bare 500.
+
+    The id is the caller's ``X-Request-ID`` when it is short and plain, else a new one. Route
+    code adds counts to ``request.state.log``; they are logged with the status and latency.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["log"] = info = {}
+        status = [0]
+        start = time.perf_counter()
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode("ascii")),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # never the exception text in logs: it may quote input
+            log.error(
+                "request_id=%s unhandled %s in %s %s",
+                request_id,
+                type(exc).__name__,
+                scope.get("method"),
+                scope.get("path"),
+            )
+            if status[0]:
+                raise
+            body = json.dumps(
+                {
+                    "request_id": request_id,
+                    "error": {
+                        "status": 500,
+                        "code": "internal_error",
+                        "message": "internal error; see the server log",
+                    },
+                }
+            ).encode()
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            fields = " ".join(f"{k}={v}" for k, v in info.items())
+            log.info(
+                "request_id=%s %s %s status=%d ms=%.1f %s",
+                request_id,
+                scope.get("method"),
+                scope.get("path"),
+                status[0] or 500,
+                1000 * (time.perf_counter() - start),
+                fields,
+            )
+
+
 def create_app(
     config: ServerConfig,
     *,
@@ -158,36 +233,7 @@ def create_app(
     )
 
     # ------------------------------------------------------------------ plumbing
-    @app.middleware("http")
-    async def request_context(request: Request, call_next: Any) -> Any:
-        given = request.headers.get("x-request-id", "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        request.state.request_id = request_id
-        request.state.log = {}
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # never a bare 500 page; never the exception text in logs
-            log.error(
-                "request_id=%s unhandled %s in %s %s",
-                request_id,
-                type(exc).__name__,
-                request.method,
-                request.url.path,
-            )
-            response = _error_response(request, 500, "internal error; see the server log")
-        response.headers["X-Request-ID"] = request_id
-        fields = " ".join(f"{k}={v}" for k, v in request.state.log.items())
-        log.info(
-            "request_id=%s %s %s status=%d ms=%.1f %s",
-            request_id,
-            request.method,
-            request.url.path,
-            response.status_code,
-            1000 * (time.perf_counter() - start),
-            fields,
-        )
-        return response
+    app.add_middleware(_RequestContext)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -267,7 +313,6 @@ def create_app(
     @app.post(
         "/v1/detect",
         response_model=DetectResponse,
-        response_model_exclude_unset=True,
         tags=["detection"],
         openapi_extra={
             "requestBody": {
@@ -288,7 +333,7 @@ def create_app(
             )
         },
     )
-    async def detect(request: Request, tenant: str = Depends(tenant_of)) -> DetectResponse:
+    async def detect(request: Request, tenant: str = Depends(tenant_of)) -> Any:
         """Test a batch of texts for the caller's watermarks.
 
         Each text is tokenized with the tokenizer bound to each key. The response gives per
@@ -333,63 +378,74 @@ def create_app(
             false_positive_rate=fpr,
             num_threads=config.detect_threads,
         )
-        decision_only = tenants[tenant].detail == "decision"
-        results: list[TextResult] = []
-        for i, (text, outcome) in enumerate(zip(texts, outcomes, strict=True)):
-            if not text:
-                results.append(
-                    TextResult(
-                        index=i,
-                        is_watermarked=None,
-                        error="the text is empty; there is nothing to test",
-                    )
-                )
-            elif outcome.result is None:
-                results.append(TextResult(index=i, is_watermarked=None, error=outcome.error))
-            elif decision_only:
-                results.append(TextResult(index=i, is_watermarked=outcome.result.is_watermarked))
-            else:
-                multi = outcome.result
-                results.append(
-                    TextResult(
-                        index=i,
-                        is_watermarked=multi.is_watermarked,
-                        p_value=min(multi.adjusted_p_values),
-                        best_key_id=multi.best_key_id,
-                        results=[
-                            KeyResult(
-                                key_id=r.key_id,
-                                scheme=r.scheme,
-                                p_value=r.p_value,
-                                adjusted_p_value=adj,
-                                score=finite(r.score),
-                                num_tokens=r.num_tokens,
-                                num_scored=r.num_scored,
-                                method=r.method,
-                                min_p_value=r.min_p_value,
-                                approximate=r.approximate,
-                                warnings=list(r.warnings),
-                            )
-                            for r, adj in zip(multi.results, multi.adjusted_p_values, strict=True)
-                        ],
-                    )
-                )
-        flagged = sum(bool(r.is_watermarked) for r in results)
-        errors = sum(r.error is not None for r in results)
+        results = _result_dicts(texts, outcomes, tenants[tenant].detail == "decision")
+        flagged = sum(bool(r["is_watermarked"]) for r in results)
+        errors = sum("error" in r for r in results)
         info.update(flagged=flagged, errors=errors)
-        return DetectResponse(
-            request_id=request.state.request_id,
-            false_positive_rate=fpr,
-            key_ids=key_ids,
-            flagged=flagged,
-            errors=errors,
-            results=results,
+        # Built as plain JSON (the shape of DetectResponse, documented through response_model)
+        # so that large batches are not validated a second time on the way out.
+        return JSONResponse(
+            {
+                "request_id": request.state.request_id,
+                "false_positive_rate": fpr,
+                "key_ids": key_ids,
+                "flagged": flagged,
+                "errors": errors,
+                "results": results,
+            }
         )
 
     return app
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _result_dicts(
+    texts: list[str], outcomes: list[Any], decision_only: bool
+) -> list[dict[str, Any]]:
+    """Per-text results in the shape of :class:`TextResult` (unset fields left out)."""
+    results: list[dict[str, Any]] = []
+    for i, (text, outcome) in enumerate(zip(texts, outcomes, strict=True)):
+        if not text:
+            results.append(
+                {
+                    "index": i,
+                    "is_watermarked": None,
+                    "error": "the text is empty; there is nothing to test",
+                }
+            )
+        elif outcome.result is None:
+            results.append({"index": i, "is_watermarked": None, "error": outcome.error})
+        elif decision_only:
+            results.append({"index": i, "is_watermarked": outcome.result.is_watermarked})
+        else:
+            multi = outcome.result
+            results.append(
+                {
+                    "index": i,
+                    "is_watermarked": multi.is_watermarked,
+                    "p_value": min(multi.adjusted_p_values),
+                    "best_key_id": multi.best_key_id,
+                    "results": [
+                        {
+                            "key_id": r.key_id,
+                            "scheme": r.scheme,
+                            "p_value": r.p_value,
+                            "adjusted_p_value": adj,
+                            "score": finite(r.score),
+                            "num_tokens": r.num_tokens,
+                            "num_scored": r.num_scored,
+                            "method": r.method,
+                            "min_p_value": r.min_p_value,
+                            "approximate": r.approximate,
+                            "warnings": list(r.warnings),
+                        }
+                        for r, adj in zip(multi.results, multi.adjusted_p_values, strict=True)
+                    ],
+                }
+            )
+    return results
 
 
 def _default_fpr(config: ServerConfig) -> float:

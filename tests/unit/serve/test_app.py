@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from safeguard.serve import ServerConfig, create_app
 from safeguard.serve.config import load_config
+from safeguard.serve.models import DetectResponse
 from safeguard.watermark import detect_many
 
 
@@ -56,6 +57,7 @@ def test_results_match_the_library_and_flag_watermarked_text(client, world):
     r = detect(client, world, {"texts": texts, "false_positive_rate": 1e-3})
     assert r.status_code == 200, r.text
     out = r.json()
+    DetectResponse.model_validate(out)  # the documented response schema
     assert out["key_ids"] == [world.keys["a1"].key_id, world.keys["a2"].key_id]
     assert [x["is_watermarked"] for x in out["results"]] == [True, False]
     assert out["flagged"] == 1 and out["errors"] == 0
@@ -213,3 +215,24 @@ def test_unknown_routes_and_methods_use_the_error_shape(client, world):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = client.get("/v1/detect", headers=world.headers())
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_unexpected_failure_is_a_json_500_without_details(world, monkeypatch, caplog):
+    import safeguard.serve.app as app_module
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("w77 secret-looking detail")
+
+    monkeypatch.setattr(app_module, "detect_texts", boom)
+    app = create_app(load_config(world.write_config()))
+    with (
+        TestClient(app, raise_server_exceptions=False) as c,
+        caplog.at_level(logging.INFO, logger="safeguard.serve"),
+    ):
+        r = c.post("/v1/detect", json={"texts": ["w77 w78"]}, headers=world.headers())
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "internal_error"
+    assert r.headers["x-request-id"] == r.json()["request_id"]
+    logged = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "unhandled RuntimeError" in logged and "status=500" in logged
+    assert "w77" not in logged and "w77" not in r.text
