@@ -73,7 +73,10 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_processes_train_in_step_and_account_once(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    # fork: the children inherit the imported libraries instead of importing them again.
+    mp.start_processes(
+        _worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork"
+    )
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
     assert r0["weights"] == pytest.approx(r1["weights"], abs=1e-6)  # same model on both ranks

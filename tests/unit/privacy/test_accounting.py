@@ -70,7 +70,7 @@ def test_prv_below_rdp_on_anchor_and_edge_cases():
     assert compute_epsilon("rdp", [(1.0, 0.0, 10)], 1e-5) == 0.0
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
     sigma=st.floats(0.7, 5.0),
     q=st.floats(0.001, 0.2),
