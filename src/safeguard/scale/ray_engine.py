@@ -56,12 +56,19 @@ def init_ray(num_cpus: int | None = None) -> Any:
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
         ray.init(**kwargs)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-run banners on stderr
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-run banners on stderr
     return ray
+
+
+def _quiet_rows(ds: Any) -> Iterator[dict[str, Any]]:
+    """Rows of ``ds`` in input order, without Ray's sizing hints (small inputs are fine)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*concurrent tasks.*", category=UserWarning)
+        yield from _in_order(ds.iter_batches(batch_format="numpy", batch_size=None))
 
 
 def _format_of(path: str, given: str | None = None) -> str:
@@ -302,7 +309,7 @@ def detect_file(
         )
     )
     counts = DetectCounts()
-    for row in _in_order(ds.iter_batches(batch_format="numpy", batch_size=None)):
+    for row in _quiet_rows(ds):
         line = str(row["out"])
         if not line:
             continue
@@ -574,7 +581,7 @@ def scrub_file(
     writer = _Output(out_fmt, partial, schema, batch_size)
     quarantine = None
     try:
-        rows = _in_order(ds.iter_batches(batch_format="numpy", batch_size=None))
+        rows = _quiet_rows(ds)
         head = list(itertools.islice(rows, batch_size))
         _check_first_batch(head, fields)
         for row in itertools.chain(head, rows):
