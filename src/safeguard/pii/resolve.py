@@ -18,6 +18,7 @@ Steps, in order:
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Mapping
 
@@ -140,34 +141,34 @@ def resolve(
         kept.append(c)
     kept.sort(key=_rank, reverse=True)
 
-    accepted: list[Candidate] = []
+    index = _Index()
     for c in kept:
-        merged = False
-        for i, a in enumerate(accepted):
-            if a.entity == c.entity and a.start < c.end and c.start < a.end:
-                accepted[i] = Candidate(
+        hits = index.overlapping(c.start, c.end)
+        same = [i for i in hits if index.items[i].entity == c.entity]
+        if same:
+            a = index.items[same[0]]
+            index.replace(
+                same[0],
+                Candidate(
                     min(a.start, c.start), max(a.end, c.end), a.entity,
                     max(a.score, c.score), a.source, a.recognizer,
-                )  # fmt: skip
-                merged = True
-                break
-        if merged:
+                ),
+            )  # fmt: skip
             continue
-        others = [(a.start, a.end) for a in accepted if a.start < c.end and c.start < a.end]
-        if not others:
-            accepted.append(c)
+        if not hits:
+            index.add(c)
             continue
         if c.source != "ner":
             continue
+        others = sorted((index.items[i].start, index.items[i].end) for i in hits)
         pieces = _subtract(c.start, c.end, others)
         if not pieces:
             continue
         ps, pe = max(pieces, key=lambda p: p[1] - p[0])
         piece = ner_candidate_ok(text, Candidate(ps, pe, c.entity, c.score, "ner", c.recognizer))
-        if piece is not None and not any(
-            a.start < piece.end and piece.start < a.end for a in accepted
-        ):
-            accepted.append(piece)
+        if piece is not None and not index.overlapping(piece.start, piece.end):
+            index.add(piece)
+    accepted = list(index.items)
 
     accepted = _merge_overlaps(accepted)
     accepted = _merge_adjacent(text, accepted, merge_gap)
@@ -175,6 +176,37 @@ def resolve(
     if allow:
         accepted = [a for a in accepted if text[a.start : a.end].strip().lower() not in allow]
     return accepted
+
+
+class _Index:
+    """Accepted spans sorted by start, for overlap queries in O(log n + k) on short spans."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.items: list[Candidate] = []
+        self.maxlen = 0
+
+    def overlapping(self, start: int, end: int) -> list[int]:
+        """Positions of accepted spans that share a character with ``[start, end)``."""
+        out = []
+        i = bisect.bisect_left(self.starts, end) - 1
+        floor = start - self.maxlen
+        while i >= 0 and self.starts[i] >= floor:
+            if self.items[i].end > start:
+                out.append(i)
+            i -= 1
+        return out
+
+    def add(self, c: Candidate) -> None:
+        i = bisect.bisect_right(self.starts, c.start)
+        self.starts.insert(i, c.start)
+        self.items.insert(i, c)
+        self.maxlen = max(self.maxlen, c.end - c.start)
+
+    def replace(self, i: int, c: Candidate) -> None:
+        del self.starts[i]
+        del self.items[i]
+        self.add(c)
 
 
 def _merge_overlaps(spans: list[Candidate]) -> list[Candidate]:
