@@ -102,3 +102,32 @@ def test_budget_stop_saves_model_ledger_and_report(tiny, tmp_path):
     assert (stop / "config.json").exists() and (stop / "privacy_report.json").exists()
     ledger = BudgetLedger.load(stop / "privacy_ledger.jsonl")
     assert 0 < ledger.steps() < 20 and ledger.epsilon_spent() <= 1.6
+
+
+def test_patient_level_dp_through_the_trainer(tiny, tmp_path):
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=3,
+        max_steps=3,
+        learning_rate=0.05,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    tr = DPTrainer(
+        model=tiny.gpt2(),
+        args=args,
+        train_dataset=tiny.TokenDataset(40, groups=10),  # 10 patients, 4 notes each
+        dp_config=DPConfig(
+            noise_multiplier=1.0, target_delta=1e-3, unit="user", group_by="patient_id", seed=0
+        ),
+    )
+    tr.train()
+    run = tr.dp_run
+    assert run.num_units == 10 and run.sample_rate == pytest.approx(3 / 10)
+    assert run.ledger.steps() == 3
+    report = (tmp_path / "privacy_report.json").read_text()
+    assert "patient_id" in report
