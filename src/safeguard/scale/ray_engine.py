@@ -130,11 +130,14 @@ def _split_for_detect(row: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
 
         records = pq.read_table(pa.BufferReader(data)).to_pylist()
         return [
-            {"pos": i, "raw": json.dumps(r, ensure_ascii=False, default=str)}
+            {"pos": i, "raw": json.dumps(r, ensure_ascii=False, default=str), "fatal": ""}
             for i, r in enumerate(records)
         ]
     text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
-    return [{"pos": i, "raw": line} for i, line in enumerate(text)]
+    try:
+        return [{"pos": i, "raw": line, "fatal": ""} for i, line in enumerate(text)]
+    except UnicodeDecodeError as exc:  # the whole file is refused, as in-process
+        return [{"pos": 0, "raw": "", "fatal": f"byte {exc.start} of a line: {exc.reason}"}]
 
 
 class _DetectWorker:
@@ -180,8 +183,10 @@ class _DetectWorker:
         flag = np.zeros(len(positions), dtype=np.int8)
         err = np.zeros(len(positions), dtype=np.int8)
         pending: list[tuple[int, list[int], list[int] | None]] = []
-        for i, (pos, line) in enumerate(zip(positions, batch["raw"], strict=True)):
-            if not line.strip():
+        for i, (pos, line, fatal) in enumerate(
+            zip(positions, batch["raw"], batch["fatal"], strict=True)
+        ):
+            if fatal or not line.strip():
                 continue
             n = pos + 1
             try:
@@ -236,6 +241,7 @@ class _DetectWorker:
             out[i], flag[i] = json.dumps({"line": n, **payload}), int(bool(hit))
         return {
             "pos": np.asarray(positions, dtype=np.int64),
+            "fatal": np.asarray([str(f) for f in batch["fatal"]], dtype=object),
             "out": np.asarray(out, dtype=object),
             "flag": flag,
             "err": err,
@@ -310,6 +316,10 @@ def detect_file(
     )
     counts = DetectCounts()
     for row in _quiet_rows(ds):
+        if str(row["fatal"]):
+            raise DataError(
+                f"{input_path!r} is not valid UTF-8 ({row['fatal']}); fix or re-encode the file"
+            )
         line = str(row["out"])
         if not line:
             continue

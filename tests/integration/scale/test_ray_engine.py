@@ -66,6 +66,8 @@ def write_detect_jsonl(path: Path, world) -> Path:
     lines = [json.dumps(r) for r in detect_records(world)]
     lines[3:3] = ["", "{not json", json.dumps({"other": 1}), json.dumps({"text": 5})]
     lines[9:9] = ["   ", json.dumps({"text": "   "}), json.dumps([1, 2]), '"just a string"']
+    lines[12] += "\r"  # a CRLF line, and a raw U+2028 inside a JSON string (not a line break)
+    lines.append('{"text": "w1 w2\u2028w3 w4 w5 w6 w7 w8", "p": null}')
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -93,7 +95,7 @@ def test_detect_jsonl_ray_equals_in_process(ray_session, world, tmp_path):
     rows = [json.loads(x) for x in out.splitlines()]
     assert sum(1 for r in rows if r.get("is_watermarked")) >= 6
     assert sum(1 for r in rows if "error" in r) == 6
-    assert "19 records" in err  # 13 valid + 6 bad; the 2 blank lines are skipped
+    assert "20 records" in err  # 14 valid + 6 bad; the 2 blank lines are skipped
 
 
 def test_detect_parquet_on_ray_equals_in_process_on_the_same_records(ray_session, world, tmp_path):
@@ -113,6 +115,23 @@ def test_detect_ray_refuses_stdin_and_missing_files(ray_session, world, tmp_path
     assert rc == 2 and "not stdin" in err
     rc, _, err = run_detect(world, tmp_path / "missing.jsonl", "ray", "a1")
     assert rc == 2 and "cannot read" in err
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"text": "caf\xe9 w1 w2"}\n')
+    rc, _, err = run_detect(world, tmp_path / "latin1.jsonl", "ray", "a1")
+    assert rc == 2 and "is not valid UTF-8 (byte 13 of a line" in err
+
+
+def test_units_come_back_in_input_order():
+    import numpy as np
+
+    from safeguard.scale.ray_engine import _in_order
+
+    def batch(*pos):
+        return {"pos": np.array(pos), "v": np.array([f"u{p}" for p in pos], dtype=object)}
+
+    rows = list(_in_order(iter([batch(2, 3), batch(0), batch(5, 1), batch(4)])))
+    assert [str(r["v"]) for r in rows] == ["u0", "u1", "u2", "u3", "u4", "u5"]
+    with pytest.raises(RuntimeError, match="missing unit 1"):
+        list(_in_order(iter([batch(0, 2)])))
 
 
 SCRUB_LINES = [
