@@ -195,7 +195,9 @@ class DPTrainer(Trainer):
         from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
         total = torch.zeros((), device=self.args.device)
-        chunks = _chunks(inputs, self._physical)
+        # With several examples per user, a user's examples must be clipped together: no split.
+        size = n if self.dp_config.max_examples_per_user > 1 else self._physical
+        chunks = _chunks(inputs, size)
         for k, chunk in enumerate(chunks):
             losses = run.loss_per_example(chunk)
             if run.grad_sample_mode == "ghost":

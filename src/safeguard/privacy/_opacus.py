@@ -263,10 +263,12 @@ def _batch_len(batch: Any) -> int:
 
 # --------------------------------------------------------------------------- user-level sampling
 class UserPoissonSampler(Sampler[list[int]]):
-    """Poisson sampling of users: each user is in a batch with probability q, with one example.
+    """Poisson sampling of users: each user is in a batch with probability q, with ≤ k examples.
 
-    Bounding each user to one example per batch makes a user's contribution to a step one
-    clipped gradient, so example-level accounting holds at the user level with N = users.
+    A sampled user brings at most ``per_user`` of their examples (drawn without replacement);
+    with ``per_user`` = 1 a user's contribution to a step is one clipped gradient, and with more
+    the user's example gradients are summed before clipping (see :func:`make_private`), so
+    example-level accounting holds at the user level with N = users.
     """
 
     def __init__(
@@ -276,6 +278,7 @@ class UserPoissonSampler(Sampler[list[int]]):
         sample_rate: float,
         steps: int,
         generator: torch.Generator | None,
+        per_user: int = 1,
     ):
         index: dict[Any, list[int]] = {}
         for i, g in enumerate(groups):
@@ -284,6 +287,7 @@ class UserPoissonSampler(Sampler[list[int]]):
         self.sample_rate = sample_rate
         self.steps = steps
         self.generator = generator
+        self.per_user = per_user
 
     def __len__(self) -> int:
         return self.steps
@@ -295,8 +299,12 @@ class UserPoissonSampler(Sampler[list[int]]):
             picks = []
             for u in torch.nonzero(take).flatten().tolist():
                 members = self.members[u]
-                j = int(torch.randint(len(members), (1,), generator=self.generator))
-                picks.append(members[j])
+                if self.per_user == 1:
+                    j = int(torch.randint(len(members), (1,), generator=self.generator))
+                    picks.append(members[j])
+                else:
+                    order = torch.randperm(len(members), generator=self.generator)[: self.per_user]
+                    picks.extend(members[j] for j in order.tolist())
             yield picks
 
 
@@ -318,6 +326,31 @@ def _group_ids(dataset: Any, group_by: str) -> list[Any]:
         value = item[group_by]
         out.append(value.item() if isinstance(value, torch.Tensor) else value)
     return out
+
+
+def _grouping_collate(
+    collate: Callable[[list[Any]], Any] | None, group_by: str
+) -> Callable[[list[Any]], Any]:
+    """Collate that replaces the user ids by per-batch user indices (0..users−1) under ``group_by``."""
+    from torch.utils.data import default_collate
+
+    inner = collate or default_collate
+
+    def collate_fn(items: list[Any]) -> Any:
+        keys = []
+        cleaned = []
+        for it in items:
+            value = it[group_by]
+            keys.append(value.item() if isinstance(value, torch.Tensor) else value)
+            cleaned.append({k: v for k, v in it.items() if k != group_by})
+        index: dict[Any, int] = {}
+        out = inner(cleaned)
+        out[group_by] = torch.tensor(
+            [index.setdefault(k, len(index)) for k in keys], dtype=torch.long
+        )
+        return out
+
+    return collate_fn
 
 
 def _dropping_collate(
@@ -345,6 +378,7 @@ class _Guard:
     steps_allowed: int | None
     steps_taken: int = 0
     exact: bool = False
+    groups: torch.Tensor | None = None
     first_step_checked: bool = False
     snapshot: dict[str, torch.Tensor] = field(default_factory=dict)
     frozen_digest: str = ""
@@ -449,6 +483,15 @@ class PrivateTraining:
             loss_fn: ``loss_fn(outputs, target) -> (batch,)`` for non-HF models; the default
                 handles Hugging Face outputs (see :func:`per_example_loss`).
         """
+        self._guard.groups = None
+        if (
+            self.config.max_examples_per_user > 1
+            and isinstance(batch, Mapping)
+            and self.config.group_by
+        ):
+            groups = batch.get(self.config.group_by)
+            if isinstance(groups, torch.Tensor):
+                self._guard.groups = groups.long()
         args, kwargs, labels = _split_batch(batch, self._drop_keys)
         outputs = self.model(*args, **kwargs)
         if loss_fn is not None:
@@ -913,10 +956,10 @@ def make_private(
             f"the model has {len(problems)} layer(s) that DP-SGD cannot handle:\n  "
             + "\n  ".join(problems)
         )
-    if config.max_examples_per_user != 1:
+    if config.max_examples_per_user > 1 and config.physical_batch_size:
         raise ConfigError(
-            f"`max_examples_per_user` (={config.max_examples_per_user}) > 1 is not supported yet; "
-            "use 1 (one example per sampled user per step)"
+            f"`max_examples_per_user` (={config.max_examples_per_user}) > 1 with `physical_batch_size` is not "
+            "supported: a user's examples must be clipped together in one physical batch"
         )
     if isinstance(data_loader.dataset, IterableDataset):
         raise DataError(
@@ -991,6 +1034,14 @@ def make_private(
         )
 
     mode = _choose_mode(config, model)
+    if config.max_examples_per_user > 1 and mode == "ghost":
+        if config.grad_sample_mode == "ghost":
+            raise ConfigError(
+                "`max_examples_per_user` > 1 needs per-example gradients to sum per user before clipping; "
+                "ghost clipping never materialises them: use grad_sample_mode='hooks' or 'functorch'"
+            )
+        mode = "hooks"
+        log.info("max_examples_per_user > 1: using hooks (ghost clipping cannot sum per user)")
     if mode == "ghost" and config.physical_batch_size:
         log.info(
             "ghost clipping with virtual steps: each physical batch is clipped before accumulation"
@@ -1040,9 +1091,16 @@ def make_private(
         if distributed:
             raise ConfigError("`group_by` with `distributed=True` is not supported yet")
         sampler = UserPoissonSampler(
-            groups, sample_rate=sample_rate, steps=steps_per_epoch, generator=seed_gen
+            groups,
+            sample_rate=sample_rate,
+            steps=steps_per_epoch,
+            generator=seed_gen,
+            per_user=config.max_examples_per_user,
         )
-        first = _dropping_collate(data_loader.collate_fn, config.group_by or "")
+        if config.max_examples_per_user > 1:
+            first = _grouping_collate(data_loader.collate_fn, config.group_by or "")
+        else:
+            first = _dropping_collate(data_loader.collate_fn, config.group_by or "")
         dp_loader = DataLoader(
             dataset,
             batch_sampler=sampler,
@@ -1201,6 +1259,29 @@ def _attach_guards(run: PrivateTraining) -> None:
                 _check_first_step(run, trainable)
         return out
 
+    original_clip = opt.clip_and_accumulate
+
+    def clip_and_accumulate() -> None:
+        # User-level DP with several examples per user: sum each user's per-example gradients
+        # before clipping, so that the clipping bound holds per user.
+        groups = guard.groups
+        guard.groups = None
+        if groups is not None:
+            users = int(groups.max()) + 1 if groups.numel() else 0
+            for p in opt.params:
+                gs = p.grad_sample
+                if gs is None:
+                    continue
+                if isinstance(gs, list) or gs.shape[0] != groups.shape[0]:
+                    raise PrivacyError(
+                        "per-user aggregation: per-sample gradients do not line up with the batch's users"
+                    )
+                agg = torch.zeros((users, *gs.shape[1:]), dtype=gs.dtype, device=gs.device)
+                p.grad_sample = agg.index_add_(0, groups.to(gs.device), gs)
+        original_clip()
+
+    if run.config.max_examples_per_user > 1:
+        opt.clip_and_accumulate = clip_and_accumulate  # type: ignore[method-assign]
     opt.add_noise = add_noise  # type: ignore[method-assign]
     opt.attach_step_hook(step_hook)
     opt.step = step  # type: ignore[method-assign]

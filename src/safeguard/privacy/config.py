@@ -89,8 +89,9 @@ class DPConfig:
             virtual steps of this size (Opacus ``BatchMemoryManager``).
         group_by: Name of the field holding the user (patient) id for user-level DP.
         unit: Unit of privacy; ``user`` requires ``group_by``.
-        max_examples_per_user: With ``group_by``, at most this many examples of a user
-            enter one sampled batch (their gradients are averaged before clipping).
+        max_examples_per_user: With ``group_by``, at most this many examples of a sampled user
+            enter a batch; their gradients are summed before clipping, so each user adds at
+            most C (needs per-sample gradients: hooks or functorch, no virtual steps).
         preflight: Run the pre-flight checks (per-sample gradients equal autograd's on a few
             examples; trainable weights change and frozen ones do not after the first step).
         secure_mode: Use a cryptographically secure RNG for noise and sampling

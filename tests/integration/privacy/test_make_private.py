@@ -288,3 +288,88 @@ def test_empty_poisson_batch_still_takes_a_noisy_accounted_step(tiny):
     assert run.ledger.steps() == 2
     after = _params(model)
     assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+class _Lin(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.lin = nn.Linear(dim, 1, bias=False)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class _UserData(torch.utils.data.Dataset):
+    """User u's examples all point along coordinate u with norm 0.6."""
+
+    def __init__(self, users=6, per_user=4):
+        self.users, self.per_user = users, per_user
+
+    def __len__(self):
+        return self.users * self.per_user
+
+    def __getitem__(self, i):
+        u = i % self.users
+        x = torch.zeros(self.users)
+        x[u] = 0.6
+        return {"x": x, "labels": torch.tensor(0.0), "patient_id": f"patient-{u}"}
+
+
+def test_several_examples_per_user_are_summed_then_clipped_per_user():
+    torch.manual_seed(0)
+    model = _Lin(6)
+    nn.init.zeros_(model.lin.weight)
+    run = make_private(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+        data_loader=torch.utils.data.DataLoader(_UserData(), batch_size=3),
+        config=DPConfig(
+            noise_multiplier=1.0,
+            target_delta=1e-3,
+            unit="user",
+            group_by="patient_id",
+            max_examples_per_user=3,
+            seed=0,
+            preflight=False,
+        ),
+        loss_fn=lambda out, y: -out.squeeze(-1),
+    )
+    assert run.num_units == 6 and run.grad_sample_mode == "hooks"
+    checked = 0
+    for batch in run.batches():
+        users = batch["patient_id"]
+        counts = (
+            torch.bincount(users, minlength=int(users.max()) + 1)
+            if users.numel()
+            else torch.zeros(0)
+        )
+        assert counts.numel() == 0 or int(counts.max()) <= 3
+        if users.numel() == 0:
+            continue
+        run.loss_per_example(batch, loss_fn=lambda out, y: -out.squeeze(-1)).mean().backward()
+        run.optimizer.clip_and_accumulate()
+        summed = run.model._module.lin.weight.summed_grad.flatten()
+        # Each user adds min(0.6 · their examples, C = 1) along their own coordinate.
+        per_user = sorted(summed[summed != 0].abs().tolist())
+        expected = sorted(min(0.6 * int(c), 1.0) for c in counts if c > 0)
+        assert per_user == pytest.approx(expected, rel=1e-5)
+        run.optimizer.zero_grad(set_to_none=True)
+        for p in run.optimizer.params:
+            p.summed_grad = None
+        checked += 1
+    assert checked > 0
+    with pytest.raises(ConfigError, match="ghost"):
+        make_private(
+            model=_Lin(6),
+            optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+            data_loader=torch.utils.data.DataLoader(_UserData(), batch_size=3),
+            config=DPConfig(
+                noise_multiplier=1.0,
+                target_delta=1e-3,
+                unit="user",
+                group_by="patient_id",
+                max_examples_per_user=3,
+                grad_sample_mode="ghost",
+                preflight=False,
+            ),
+        )
