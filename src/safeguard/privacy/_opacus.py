@@ -638,6 +638,9 @@ class PrivateTraining:
         _unwrap(self.model).load_state_dict(state["module_state_dict"])
         self.optimizer.original_optimizer.load_state_dict(state["optimizer_state_dict"])
         self.accountant.load_state_dict(state["privacy_accountant_state_dict"])
+        self.accountant.history = [
+            tuple(h) for h in self.ledger.history()
+        ]  # the ledger is the record
         self._guard.steps_taken = int(state.get("steps_taken", 0))
         self._guard.first_step_checked = True
         if self.config.max_epsilon is not None:
@@ -671,24 +674,34 @@ def _rng_neutral_iter(loader: Any) -> Iterator[Any]:
     return it
 
 
+def _is_prefix(short: list[dict[str, Any]], long: list[dict[str, Any]]) -> bool:
+    return len(short) <= len(long) and all(
+        a["hash"] == b["hash"] for a, b in zip(short, long, strict=False)
+    )
+
+
 def _replace_ledger(target: BudgetLedger, saved: BudgetLedger) -> None:
-    """Make ``target`` hold ``saved``'s entries (which must extend it) and persist them."""
+    """Reconcile ``target`` (this run's ledger) with a checkpoint's ledger, conservatively.
+
+    ``target`` normally ends with the run_start that :func:`make_private` just recorded; what
+    came before it (``base``) and the checkpoint's ledger must be one history. The longer of
+    the two wins: a ledger that went on past the checkpoint (training continued, then stopped)
+    keeps those steps, which count even though their updates were lost.
+    """
     mine = list(target.entries())
     theirs = list(saved.entries())
-    if len(theirs) < len(mine) or any(
-        a["hash"] != b["hash"] for a, b in zip(mine, theirs, strict=False)
-    ):
-        # The run recorded a run_start before resuming: the checkpoint's ledger must extend
-        # everything before that run_start.
-        starts = [i for i, e in enumerate(mine) if e["kind"] == "run_start"]
-        base = mine[: starts[-1]] if starts else []
-        if len(theirs) < len(base) or any(
-            a["hash"] != b["hash"] for a, b in zip(base, theirs, strict=False)
-        ):
-            raise VerificationError(
-                "the checkpoint's ledger does not extend this ledger (different history); refusing to resume"
-            )
-    target._entries = [dict(e) for e in theirs]
+    starts = [i for i, e in enumerate(mine) if e["kind"] == "run_start"]
+    base = mine[: starts[-1]] if starts else []
+    if _is_prefix(mine, theirs) or _is_prefix(base, theirs):
+        keep = theirs
+    elif _is_prefix(theirs, base):
+        keep = base
+    else:
+        raise VerificationError(
+            "the checkpoint's ledger and this ledger record different histories; refusing to resume "
+            "rather than restart the budget"
+        )
+    target._entries = [dict(e) for e in keep]
     target._eps_cache.clear()
     if target.path is not None:
         target.save(target.path)

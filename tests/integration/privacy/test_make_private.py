@@ -373,3 +373,21 @@ def test_several_examples_per_user_are_summed_then_clipped_per_user():
                 preflight=False,
             ),
         )
+
+
+def test_resume_from_an_older_checkpoint_keeps_the_longer_ledger(tiny, tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    run = _run(tiny, path)
+    it = iter(run.batches())
+    run.train_step(next(it))
+    run.train_step(next(it))
+    ckpt = run.save_checkpoint(tmp_path / "ckpt.pt")
+    run.train_step(next(it))  # a step after the checkpoint, then the process "dies"
+    spent = run.epsilon_spent()
+    resumed = _run(tiny, path)
+    resumed.load_checkpoint(ckpt)
+    assert resumed.ledger.steps() == 3  # the lost step still counts
+    assert resumed.epsilon_spent() == pytest.approx(spent)
+    assert sum(h[2] for h in resumed.accountant.history) == 3
+    resumed.train_step(next(iter(resumed.batches())))
+    assert BudgetLedger.load(path).steps() == 4
