@@ -7,18 +7,19 @@ Steps, in order:
    day (years, durations, ZIP codes and house numbers are not dates); a ``LOCATION`` that is
    a US state or a country is not PHI under Safe Harbor; a ``PERSON`` has no digits.
 3. Overlaps: candidates are ranked by (source, score, length) with deny-list terms first,
-   then pattern recognizers (validated formats), then NER. Overlapping spans of the same
-   entity merge into their union; a lower-ranked span of another entity is dropped when it
-   lies inside a higher-ranked one (so an e-mail is never also a URL), and an NER span that
-   only partly overlaps keeps its remainder ("Main Street, Boston" next to a street address
-   keeps "Boston").
+   then pattern recognizers (validated formats), then NER, and each character goes to the
+   highest-ranked candidate covering it. Overlapping spans of the same entity merge into
+   their union; a lower-ranked span of another entity disappears when it lies inside a
+   higher-ranked one (so an e-mail is never also a URL) and otherwise keeps its remainder
+   ("Main Street, Boston" next to a street address keeps "Boston"; an NER remainder must
+   pass the filters again, so "MA 02115" minus the ZIP is not a date). No character of a
+   kept candidate is left unmasked.
 4. Adjacent spans of one entity separated only by blanks merge ("Dave" + "Jones").
 5. Allow-list terms are dropped.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterable, Mapping
 
@@ -91,22 +92,6 @@ def _rank(c: Candidate) -> tuple[int, float, int]:
     return (_SOURCE_RANK.get(c.source, 0), c.score, c.end - c.start)
 
 
-def _subtract(start: int, end: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    pieces = [(start, end)]
-    for ts, te in taken:
-        nxt = []
-        for ps, pe in pieces:
-            if te <= ps or ts >= pe:
-                nxt.append((ps, pe))
-                continue
-            if ps < ts:
-                nxt.append((ps, ts))
-            if te < pe:
-                nxt.append((te, pe))
-        pieces = nxt
-    return pieces
-
-
 def resolve(
     text: str,
     candidates: Iterable[Candidate],
@@ -139,38 +124,8 @@ def resolve(
             if c is None:
                 continue
         kept.append(c)
-    kept.sort(key=_rank, reverse=True)
+    accepted = _paint(text, kept)
 
-    index = _Index()
-    for c in kept:
-        hits = index.overlapping(c.start, c.end)
-        same = [i for i in hits if index.items[i].entity == c.entity]
-        if same:
-            a = index.items[same[0]]
-            index.replace(
-                same[0],
-                Candidate(
-                    min(a.start, c.start), max(a.end, c.end), a.entity,
-                    max(a.score, c.score), a.source, a.recognizer,
-                ),
-            )  # fmt: skip
-            continue
-        if not hits:
-            index.add(c)
-            continue
-        if c.source != "ner":
-            continue
-        others = sorted((index.items[i].start, index.items[i].end) for i in hits)
-        pieces = _subtract(c.start, c.end, others)
-        if not pieces:
-            continue
-        ps, pe = max(pieces, key=lambda p: p[1] - p[0])
-        piece = ner_candidate_ok(text, Candidate(ps, pe, c.entity, c.score, "ner", c.recognizer))
-        if piece is not None and not index.overlapping(piece.start, piece.end):
-            index.add(piece)
-    accepted = list(index.items)
-
-    accepted = _merge_overlaps(accepted)
     accepted = _merge_adjacent(text, accepted, merge_gap)
     allow = {a.strip().lower() for a in allow_list if a.strip()}
     if allow:
@@ -178,54 +133,62 @@ def resolve(
     return accepted
 
 
-class _Index:
-    """Accepted spans sorted by start, for overlap queries in O(log n + k) on short spans."""
-
-    def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.items: list[Candidate] = []
-        self.maxlen = 0
-
-    def overlapping(self, start: int, end: int) -> list[int]:
-        """Positions of accepted spans that share a character with ``[start, end)``."""
-        out = []
-        i = bisect.bisect_left(self.starts, end) - 1
-        floor = start - self.maxlen
-        while i >= 0 and self.starts[i] >= floor:
-            if self.items[i].end > start:
-                out.append(i)
-            i -= 1
-        return out
-
-    def add(self, c: Candidate) -> None:
-        i = bisect.bisect_right(self.starts, c.start)
-        self.starts.insert(i, c.start)
-        self.items.insert(i, c)
-        self.maxlen = max(self.maxlen, c.end - c.start)
-
-    def replace(self, i: int, c: Candidate) -> None:
-        del self.starts[i]
-        del self.items[i]
-        self.add(c)
+_CUT_CHARS = " \t\r\n,;:.()[]{}"
 
 
-def _merge_overlaps(spans: list[Candidate]) -> list[Candidate]:
-    spans = sorted(spans, key=lambda c: (c.start, -c.end))
+def _paint(text: str, kept: list[Candidate]) -> list[Candidate]:
+    """Give every character to the highest-ranked candidate covering it; return the runs.
+
+    A run is a maximal stretch of characters whose owners share one entity type, so
+    overlapping or touching spans of one type merge, a lower-ranked span of another type
+    keeps only what the higher one does not cover, and no character of a kept candidate is
+    left unmasked (except NER leftovers that fail :func:`ner_candidate_ok`). Linear in the
+    total length of the candidates.
+    """
+    if not kept:
+        return []
+    kept = sorted(kept, key=_rank)  # ascending: higher ranks paint over lower ones
+    lo = min(c.start for c in kept)
+    hi = max(c.end for c in kept)
+    owner = [-1] * (hi - lo)
+    for k, c in enumerate(kept):
+        for i in range(c.start - lo, c.end - lo):
+            owner[i] = k
     out: list[Candidate] = []
-    for c in spans:
-        if out and c.start < out[-1].end:
-            last = out[-1]
-            if last.entity == c.entity:
-                out[-1] = Candidate(
-                    last.start, max(last.end, c.end), last.entity,
-                    max(last.score, c.score), last.source, last.recognizer,
-                )  # fmt: skip
-                continue
-            # different entities overlapping after same-entity merges: keep the higher rank
-            if _rank(c) > _rank(last):
-                out[-1] = c
+    i = 0
+    n = hi - lo
+    while i < n:
+        k = owner[i]
+        if k < 0:
+            i += 1
             continue
-        out.append(c)
+        entity = kept[k].entity
+        j = i
+        top = k
+        score = kept[k].score
+        while j < n and owner[j] >= 0 and kept[owner[j]].entity == entity:
+            if owner[j] > top:
+                top = owner[j]
+            score = max(score, kept[owner[j]].score)
+            j += 1
+        best = kept[top]
+        s, e = i + lo, j + lo
+        i = j
+        if (s, e) != (best.start, best.end):
+            while s < e and text[s] in _CUT_CHARS:
+                s += 1
+            while e > s and text[e - 1] in _CUT_CHARS:
+                e -= 1
+            if not any(ch.isalnum() for ch in text[s:e]):
+                continue
+            if best.source == "ner":
+                cand = ner_candidate_ok(
+                    text, Candidate(s, e, entity, score, "ner", best.recognizer)
+                )
+                if cand is None:
+                    continue
+                s, e = cand.start, cand.end
+        out.append(Candidate(s, e, entity, score, best.source, best.recognizer))
     return out
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from safeguard.pii.patterns import Candidate
 from safeguard.pii.resolve import resolve
 
@@ -89,4 +92,35 @@ def test_output_is_sorted_and_non_overlapping() -> None:
     ]
     out = resolve(text, cands, threshold=0.0)
     assert all(a.end <= b.start for a, b in itertools.pairwise(out))
-    assert [(c.start, c.end, c.entity) for c in out] == [(0, 15, "B"), (35, 45, "C")]
+    # the lower-ranked A keeps the part C does not cover
+    assert [(c.start, c.end, c.entity) for c in out] == [(0, 15, "B"), (30, 35, "A"), (35, 45, "C")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 190),
+            st.integers(1, 12),
+            st.sampled_from(["PERSON", "DATE_TIME", "LOCATION", "US_SSN"]),
+            st.floats(0.0, 1.0),
+            st.sampled_from(["pattern", "ner", "deny"]),
+        ),
+        max_size=60,
+    )
+)
+def test_resolution_invariants(raw: list[tuple[int, int, str, float, str]]) -> None:
+    text = ("Ab Cd 12/03/2020 Ef " * 12)[:200]
+    cands = [Candidate(s, min(200, s + n), e, sc, src) for s, n, e, sc, src in raw]
+    out = resolve(text, cands, threshold=0.3)
+    # sorted, non-overlapping, inside the text
+    assert all(a.end <= b.start for a, b in itertools.pairwise(out))
+    assert all(0 <= c.start < c.end <= len(text) for c in out)
+    # a deny-list term above the threshold is always fully masked
+    covered = [False] * len(text)
+    for c in out:
+        for i in range(c.start, c.end):
+            covered[i] = True
+    for c in cands:
+        if c.source == "deny" and c.score >= 0.3:
+            assert all(covered[i] for i in range(c.start, c.end) if text[i].isalnum())
