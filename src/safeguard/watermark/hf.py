@@ -149,18 +149,21 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         Returns:
             Token ids of shape ``(batch,)``.
         """
-        seeds = torch.from_numpy(prf.row_seed(self.scheme.token_key, a, b).view(np.int64)).to(
-            scores.device
-        )
-        probs = torch.softmax(scores.to(torch.float64), dim=-1)
-        vocab = probs.shape[1]
-        support = int((probs > 0).sum(dim=1).max())
+        seeds = torch.from_numpy(prf.row_seed(self.scheme.token_key, a, b).view(np.int64))
+        seeds = seeds.to(scores.device)
+        vocab = scores.shape[1]
+        # With p = softmax(s), argmin_v E_v / p_v = argmin_v (log E_v - s_v): the normaliser is
+        # common to every token, and a token at -inf (outside the support) never wins.
+        support = int(torch.isfinite(scores).sum(dim=1).max())
         if support <= SPARSE_SUPPORT_FRACTION * vocab:
-            p_top, idx = probs.topk(support, dim=1)
-            # -log(u) > 0 always (u < 1), so a zero probability gives +inf and never wins.
-            race = prf_torch.token_exponentials_from_seeds(seeds, idx).div_(p_top)
+            s_top, idx = scores.topk(support, dim=1)
+            race = (
+                prf_torch.token_exponentials_from_seeds(seeds, idx)
+                .log_()
+                .sub_(s_top.to(torch.float64))
+            )
             return idx.gather(1, race.argmin(dim=1, keepdim=True)).squeeze(1)
-        race = prf_torch.exponentials_from_seeds(seeds, vocab).div_(probs)
+        race = prf_torch.exponentials_from_seeds(seeds, vocab).log_().sub_(scores.to(torch.float64))
         return race.argmin(dim=1)
 
 
