@@ -75,6 +75,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="patterns only: much faster, lower recall on names/places",
     )
+    p.add_argument(
+        "--manifest", metavar="PATH", help="write a provenance manifest of the scrub run here"
+    )
+    p.add_argument(
+        "--signing-key", metavar="PATH", help="Ed25519 private key to sign --manifest with"
+    )
     bar = p.add_mutually_exclusive_group()
     bar.add_argument(
         "--progress", dest="progress", action="store_true", default=None, help="show a progress bar"
@@ -107,6 +113,8 @@ def _scrub(args: argparse.Namespace) -> int:
         raise ConfigError(f"--processes (={args.processes}) must be >= 1")
     if args.max_record_bytes < 1:
         raise ConfigError(f"--max-record-bytes (={args.max_record_bytes}) must be >= 1")
+    if args.signing_key and not args.manifest:
+        raise ConfigError("--signing-key is only used with --manifest")
     policy = load_policy(args.policy)
     key = PseudonymKey.load(args.key_file) if args.key_file else None
     overrides: dict[str, Any] = {}
@@ -138,6 +146,17 @@ def _scrub(args: argparse.Namespace) -> int:
         "quarantine": report.quarantine["path"],
     }
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+    if args.manifest:
+        from safeguard.provenance import scrub_predicate_from_report, write_manifest
+
+        path = write_manifest(
+            "scrub",
+            [Path(args.output)],
+            scrub_predicate_from_report(report.to_dict()),
+            args.manifest,
+            signing_key=args.signing_key,
+        )
+        sys.stderr.write(f"safeguard scrub: manifest written to {path}\n")
     if rec.get("quarantined", 0):
         sys.stderr.write(
             f"safeguard scrub: {rec['quarantined']} record(s) quarantined to "

@@ -101,3 +101,20 @@ def test_keyed_policy_needs_key_and_uses_it(
     report = (tmp_path / "r.json").read_text()
     assert json.loads(report)["key_id"] == key_id
     assert json.loads(key.read_text())["secret_hex"] not in report
+
+
+def test_scrub_writes_a_signed_manifest(
+    tmp_path: Path, notes: Path, capsys: pytest.CaptureFixture[str], hipaa: object
+) -> None:
+    signer = tmp_path / "signer.key"
+    assert main(["manifest", "keygen", str(signer)]) == 0
+    out, manifest = tmp_path / "out.jsonl", tmp_path / "scrub.json"
+    code = main(["scrub", str(notes), str(out), "--policy", "healthcare-hipaa", "--no-progress",
+                 "--manifest", str(manifest), "--signing-key", str(signer)])  # fmt: skip
+    assert code == 0
+    capsys.readouterr()
+    assert main(["manifest", "verify", str(manifest), "--pubkey", f"{signer}.pub"]) == 0
+    shown = capsys.readouterr().out
+    assert "scrub" in shown and "John Smith" not in manifest.read_text()
+    out.write_text(out.read_text() + "\n")  # any change to the scrubbed output breaks the manifest
+    assert main(["manifest", "verify", str(manifest), "--pubkey", f"{signer}.pub"]) == 1
