@@ -86,6 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--plot-points", type=int, default=20, help="ε evaluations in the plot (default 20)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--manifest",
+        help="write a signed SLSA training manifest of --out here (a path outside --out)",
+    )
+    p.add_argument("--signing-key", help="Ed25519 private key to sign --manifest with")
     p.set_defaults(func=cmd_train)
 
 
@@ -182,6 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from safeguard.privacy import DPConfig, make_private
     from safeguard.privacy.report import plot_epsilon, write_report
 
+    _check_manifest_args(args)
     warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
     try:
         from peft import LoraConfig, get_peft_model
@@ -338,4 +344,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         + "\n"
     )
+    if args.manifest:
+        _write_training_manifest(args, out, config, run.ledger)
     return status
+
+
+def _check_manifest_args(args: argparse.Namespace) -> None:
+    from safeguard.errors import ConfigError
+
+    if args.signing_key and not args.manifest:
+        raise ConfigError("--signing-key is only used with --manifest")
+    if args.manifest:
+        manifest, out = Path(args.manifest).resolve(), Path(args.out).resolve()
+        if out in manifest.parents:
+            raise ConfigError(
+                f"--manifest {args.manifest!r} is inside --out {args.out!r}: the manifest digests that "
+                "folder, so it must live outside it (e.g. manifests/training.json)"
+            )
+
+
+def _write_training_manifest(args: argparse.Namespace, out: Path, config: Any, ledger: Any) -> None:
+    from safeguard.provenance import training_predicate, write_manifest
+    from safeguard.provenance.digest import digest_directory, sha256_file
+
+    data = Path(args.data)
+    base = Path(args.model)
+    predicate = training_predicate(
+        dp_config=config.to_dict(),
+        datasets=[(data.name, sha256_file(data))],
+        base_model=(base.name, digest_directory(base).sha256),
+        ledger=ledger.summary().to_dict(),
+    )
+    path = write_manifest("training", [out], predicate, args.manifest, signing_key=args.signing_key)
+    sys.stderr.write(f"safeguard train: manifest written to {path}\n")

@@ -137,3 +137,30 @@ def test_bad_input_exit_codes(model_dir, tmp_path, capsys):
     (out / "privacy_ledger.jsonl").write_text("tampered\n")
     assert _train(model_dir, _data(tmp_path / "d.jsonl"), out) == 1
     assert "refusing" in capsys.readouterr().err
+
+
+def test_train_writes_a_signed_training_manifest(model_dir, tmp_path, capsys):
+    signer = tmp_path / "signer.key"
+    assert main(["manifest", "keygen", str(signer)]) == 0
+    data = _data(tmp_path / "clean.jsonl", broken=False)
+    out, manifest = tmp_path / "model-dp", tmp_path / "manifests" / "training.json"
+    manifest.parent.mkdir()
+    assert (
+        _train(model_dir, data, out, "--manifest", str(manifest), "--signing-key", str(signer)) == 0
+    )
+    capsys.readouterr()
+    assert main(["manifest", "verify", str(manifest), "--pubkey", f"{signer}.pub"]) == 0
+    statement = json.loads(
+        __import__("base64").b64decode(json.loads(manifest.read_text())["payload"])
+    )
+    ledger = BudgetLedger.load(out / "privacy_ledger.jsonl")
+    spent = [
+        b
+        for b in statement["predicate"]["runDetails"]["byproducts"]
+        if b.get("name") == "privacy-ledger"
+    ]
+    assert spent and abs(spent[0]["annotations"]["epsilon_spent"] - ledger.epsilon_spent()) < 1e-6
+    # a manifest inside the folder it digests is refused before training
+    assert (
+        _train(model_dir, data, tmp_path / "m2", "--manifest", str(tmp_path / "m2" / "t.json")) == 2
+    )
