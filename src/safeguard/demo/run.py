@@ -271,6 +271,10 @@ def run_demo(
                 "--seed",
                 str(seed),
                 "--no-progress",
+                "--manifest",
+                str(manifests / "training.json"),
+                "--signing-key",
+                str(signer),
             ],
         )
         dp_report = json.loads((model_dp / "privacy_report.json").read_text())
@@ -283,7 +287,6 @@ def run_demo(
         policy = load_policy(POLICY)
         summary.epsilon_budget = policy.privacy.target_epsilon if policy.privacy else float("nan")
         summary.fpr = policy.watermark.false_positive_rate if policy.watermark else 1e-3
-        _training_manifest(dp_report, base, clean, model_dp, manifests / "training.json", signer)
 
     wm_key = out / "keys" / "watermark.json"
     gens, plain = out / "generations.jsonl", out / "plain.jsonl"
@@ -413,36 +416,6 @@ def _scrub_manifest(
     predicate = scrub_predicate_from_report(report)
     predicate["measured_recall"] = recall
     write_manifest("scrub", [clean], predicate, target, signing_key=signer)
-
-
-def _training_manifest(
-    dp_report: dict[str, Any], base: Path, data: Path, model_dir: Path, target: Path, signer: Path
-) -> None:
-    from safeguard.privacy import BudgetLedger
-    from safeguard.provenance import training_predicate, write_manifest
-    from safeguard.provenance.digest import digest_directory, sha256_file
-
-    ledger = BudgetLedger.load(model_dir / "privacy_ledger.jsonl")
-    dp_config = {
-        k: dp_report[k]
-        for k in (
-            "accountant",
-            "sample_rate",
-            "noise_multiplier",
-            "max_grad_norm",
-            "delta",
-            "unit_of_privacy",
-            "sampler",
-        )
-        if k in dp_report
-    }
-    predicate = training_predicate(
-        dp_config=dp_config,
-        datasets=[(data.name, sha256_file(data))],
-        base_model=(base.name, digest_directory(base).sha256),
-        ledger=ledger.summary().to_dict(),
-    )
-    write_manifest("training", [model_dir], predicate, target, signing_key=signer)
 
 
 def format_table(summary: DemoSummary) -> str:
