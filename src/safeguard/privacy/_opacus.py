@@ -59,6 +59,40 @@ __all__ = ["PrivateTraining", "make_private", "per_example_loss"]
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+
+
+def _register_conv1d_samplers() -> None:
+    """Per-sample gradients and ghost norms for transformers' ``Conv1D`` (GPT-2's projections).
+
+    ``Conv1D`` computes ``x @ W + b`` with ``W`` of shape (in, out): a Linear layer with the
+    weight transposed. Opacus has no sampler for it and falls back to functorch (exact but
+    slow); these use the Linear formulas (per-sample gradient ``aᵀ g`` for every example; the
+    ghost norm ‖Σ_t a_t g_tᵀ‖ is the same for W and Wᵀ). The pre-flight check compares them
+    with autograd on every run.
+    """
+    try:
+        from opacus.grad_sample.linear import compute_linear_norm_sample
+        from opacus.grad_sample.utils import register_grad_sampler, register_norm_sampler
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers missing or Opacus layout changed
+        return
+
+    def conv1d_grad_sample(
+        layer: nn.Module, activations: list[torch.Tensor], backprops: torch.Tensor
+    ) -> dict:
+        a = activations[0].to(backprops.dtype)
+        out = {}
+        if layer.weight.requires_grad:
+            out[layer.weight] = torch.einsum("n...i,n...j->nij", a, backprops)
+        if layer.bias is not None and layer.bias.requires_grad:
+            out[layer.bias] = torch.einsum("n...k->nk", backprops)
+        return out
+
+    register_grad_sampler(Conv1D)(conv1d_grad_sample)
+    register_norm_sampler(Conv1D)(compute_linear_norm_sample)
+
+
+_register_conv1d_samplers()
 _MAX_SIGMA = 1e4
 
 
