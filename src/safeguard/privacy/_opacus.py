@@ -1080,6 +1080,12 @@ def make_private(
             sample_rate,
         )
 
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) and num_units < 10_000:
+        log.warning(
+            "DP-Adam with N = %d units often fails to learn (Adam's normalisation amplifies the noise); "
+            "DP-SGD with momentum 0.9 is the known-good recipe at this size",
+            num_units,
+        )
     mode = _choose_mode(config, model)
     if config.max_examples_per_user > 1 and mode == "ghost":
         if config.grad_sample_mode == "ghost":

@@ -391,3 +391,15 @@ def test_resume_from_an_older_checkpoint_keeps_the_longer_ledger(tiny, tmp_path)
     assert sum(h[2] for h in resumed.accountant.history) == 3
     resumed.train_step(next(iter(resumed.batches())))
     assert BudgetLedger.load(path).steps() == 4
+
+
+def test_dp_adam_at_small_n_is_flagged(tiny, caplog):
+    model = tiny.gpt2()
+    with caplog.at_level("WARNING", logger="safeguard.privacy._opacus"):
+        make_private(
+            model=model,
+            optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+            data_loader=tiny.loader(32),
+            config=DPConfig(noise_multiplier=1.0, target_delta=1e-3, preflight=False),
+        )
+    assert "DP-SGD with momentum" in caplog.text
