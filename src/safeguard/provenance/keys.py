@@ -240,6 +240,8 @@ def generate_keypair(
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     if priv.exists():
         priv.unlink()
+    priv.parent.mkdir(parents=True, exist_ok=True)
+    pub.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(priv, flags, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(key.to_pem(password=password))
