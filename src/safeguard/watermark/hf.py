@@ -174,30 +174,17 @@ class SafeguardWatermarkingConfig(BaseWatermarkingConfig):
     and JSON forms carry the scheme and the key id, never the secret.
     """
 
-    def __init__(
-        self,
-        scheme: Scheme,
-        *,
-        pad_counts: list[int] | None = None,
-        pad_token_id: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> None:
+    def __init__(self, scheme: Scheme, **processor_options: Any) -> None:
+        # processor_options: pad_counts, pad_token_id, generator (see WatermarkLogitsProcessor)
         self._scheme = scheme
-        self._pad_counts = pad_counts
-        self._pad_token_id = pad_token_id
-        self._generator = generator
+        self._options = processor_options
 
     def validate(self) -> None:
         return None
 
     def construct_processor(self, vocab_size: int, device: Any = None) -> WatermarkLogitsProcessor:
         _check_generation_config(_caller_generation_config(), self._scheme.name)
-        return WatermarkLogitsProcessor(
-            self._scheme,
-            pad_counts=self._pad_counts,
-            pad_token_id=self._pad_token_id,
-            generator=self._generator,
-        )
+        return WatermarkLogitsProcessor(self._scheme, **self._options)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -214,12 +201,7 @@ class SafeguardWatermarkingConfig(BaseWatermarkingConfig):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SafeguardWatermarkingConfig:
         # generate() deep-copies its GenerationConfig; the scheme (and its key) is shared, not copied.
-        return SafeguardWatermarkingConfig(
-            self._scheme,
-            pad_counts=self._pad_counts,
-            pad_token_id=self._pad_token_id,
-            generator=self._generator,
-        )
+        return SafeguardWatermarkingConfig(self._scheme, **self._options)
 
 
 def watermarked_generate(scheme: Scheme, model: Any, /, **kwargs: Any) -> Any:
