@@ -17,7 +17,7 @@ def test_demo_end_to_end(tmp_path):
     buf, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
         rc = main(["demo", "--out", str(out), "--notes", "40"])
-    assert rc == 0, err.getvalue()[-3000:]
+    assert rc == 0, buf.getvalue() + err.getvalue()[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] and summary["chain_verified"] and summary["tamper_detected"]
     assert summary["pii_found"] > 100 and summary["measured_recall"] >= 0.95

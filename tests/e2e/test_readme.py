@@ -97,4 +97,4 @@ def test_readme_python_blocks(workspace, monkeypatch):
         "torch": torch,
     }
     for block in blocks("python"):
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+        exec(compile(block, "README.md", "exec"), namespace)

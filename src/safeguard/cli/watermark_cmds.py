@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     src.add_argument("--prompts", help="JSONL file with a `prompt` field per line")
     p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument(
+        "--min-new-tokens", type=int, default=0, help="suppress end-of-text before this many tokens"
+    )
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
@@ -156,6 +159,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     key = WatermarkKey.load(args.key)
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens (={args.max_new_tokens}) must be >= 1")
+    if not 0 <= args.min_new_tokens <= args.max_new_tokens:
+        raise ConfigError(
+            f"--min-new-tokens (={args.min_new_tokens}) must be between 0 and --max-new-tokens ({args.max_new_tokens})"
+        )
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -192,6 +199,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 **enc,
                 "do_sample": True,
                 "max_new_tokens": args.max_new_tokens,
+                "min_new_tokens": args.min_new_tokens,
                 "temperature": args.temperature,
                 "top_k": args.top_k,
                 "top_p": args.top_p,

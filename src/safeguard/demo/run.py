@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 POLICY = "healthcare-hipaa"
 
+#: Tokens generated per prompt: long enough that detection at the policy's 1e-4 false-positive
+#: rate does not depend on a lucky key, even after repeated contexts are skipped.
+NEW_TOKENS = 200
+
 #: Prompts for generation: the openings of fictional notes.
 PROMPTS = [
     "Patient presented to the clinic with",
@@ -314,7 +318,9 @@ def run_demo(
             "--prompts",
             str(prompts),
             "--max-new-tokens",
-            "80",
+            str(NEW_TOKENS),
+            "--min-new-tokens",
+            str(NEW_TOKENS // 2),
             "--seed",
             str(seed),
         ]

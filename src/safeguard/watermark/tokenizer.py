@@ -20,6 +20,10 @@ class FastTokenizer:
     """A ``tokenizers.Tokenizer`` behind the calling convention of transformers' tokenizers."""
 
     def __init__(self, tokenizer: Any) -> None:
+        # A tokenizer.json saved after a truncated or padded call keeps those settings; detection
+        # must see every token of the text, so both are switched off.
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
         self._tok = tokenizer
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:

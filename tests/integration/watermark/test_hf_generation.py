@@ -309,3 +309,17 @@ def test_generation_logs_never_show_the_secret(lm, caplog):
         )
     assert "no longer distortion-free" in caplog.text  # 12 tokens > key_len 8: warned
     assert key._secret.hex() not in caplog.text
+
+
+def test_light_tokenizer_ignores_saved_truncation(lm, tmp_path):
+    """A tokenizer saved after a truncated call must not truncate texts at detection time."""
+    from safeguard.watermark.tokenizer import load_tokenizer
+
+    _, tok = lm
+    tok(["a fairly long sentence " * 20], truncation=True, max_length=8)
+    tok.save_pretrained(tmp_path)
+    text = "The river rose slowly through the night and the fields were under water " * 5
+    light = load_tokenizer(tmp_path)
+    assert (
+        len(light(text)["input_ids"]) == len(tok(text, add_special_tokens=False)["input_ids"]) > 8
+    )
