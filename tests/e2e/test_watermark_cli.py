@@ -84,9 +84,11 @@ def test_keygen_generate_detect_round_trip(tmp_path, model_dir):
         str(model_dir),
         "--out",
         str(tmp_path / "r.jsonl"),
+        "--fpr",
+        "1e-6",  # two unwatermarked texts: a false flag has probability 2e-6
     )
     assert res0.returncode == 0, res0.stderr
-    assert "2 records, 0 flagged" in res0.stderr
+    assert "2 records, 0 flagged at fpr=1e-06" in res0.stderr
 
     for proc in (out, gen, res, res0):
         for form in secret_forms:
