@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import special
 
-__all__ = ["gamma_pvalue", "holm", "min_tokens_for_fpr", "permutation_pvalue"]
+__all__ = ["gamma_pvalue", "holm", "min_tokens_for_fpr"]
 
 
 def gamma_pvalue(score: float, num_scored: int) -> float:
@@ -31,12 +30,6 @@ def gamma_pvalue(score: float, num_scored: int) -> float:
     if num_scored <= 0:
         return 1.0
     return float(special.gammaincc(num_scored, max(score, 0.0)))
-
-
-def permutation_pvalue(observed: float, null: np.ndarray) -> float:
-    """``(1 + #{null <= observed}) / (T + 1)``: valid when lower statistics mean "watermarked"."""
-    null = np.asarray(null)
-    return float((1 + np.count_nonzero(null <= observed)) / (null.size + 1))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -77,8 +70,3 @@ def min_tokens_for_fpr(fpr: float, excess_per_token: float = 0.5, limit: int = 1
         else:
             lo = mid + 1
     return max(lo, 1)
-
-
-def resamples_for_resolution(resolution: float) -> int:
-    """Resamples ``T`` such that the smallest permutation p-value ``1/(T+1)`` is ``resolution``."""
-    return max(1, math.ceil(1.0 / resolution) - 1)

@@ -59,17 +59,6 @@ class GumbelConfig(SchemeConfig):
             )
 
 
-def sliding_contexts(seq: np.ndarray, start: int, width: int) -> np.ndarray:
-    """Contexts of positions ``start..len(seq)-1``: shape ``(len(seq) - start, width)``.
-
-    Positions before the start of ``seq`` hold :data:`~safeguard.watermark.prf.SENTINEL`.
-    """
-    padded = np.concatenate([np.full(width, prf.SENTINEL, dtype=np.int64), seq.astype(np.int64)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
-    # windows[k] covers padded[k : k + width] = seq[k - width : k]; the context of seq[t] is windows[t].
-    return windows[start : len(seq)]
-
-
 class GumbelScheme(Scheme):
     name = "gumbel"
     config: GumbelConfig
@@ -115,21 +104,6 @@ class GumbelScheme(Scheme):
         return a, b, active
 
     # detection side -------------------------------------------------------------------------
-    def _positions(
-        self, tokens: np.ndarray, prompt: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Contexts ``(k, h)`` and target tokens ``(k,)`` of the positions that can be scored."""
-        h = self.config.context_width
-        if prompt is not None and len(prompt):
-            seq = np.concatenate([np.asarray(prompt, dtype=np.int64), tokens])
-            start = len(prompt)
-        else:
-            # Without the prompt the first h tokens have an unknown context: skip them.
-            seq, start = tokens, min(h, len(tokens))
-        if start >= len(seq):
-            return np.empty((0, h), dtype=np.int64), np.empty(0, dtype=np.int64)
-        return sliding_contexts(seq, start, h), seq[start:]
-
     def _batch_positions(
         self, texts: list[np.ndarray], prompts: list[np.ndarray | None]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,11 +167,6 @@ class GumbelScheme(Scheme):
             a, b, targets, ids = a[keep], b[keep], targets[keep], ids[keep]
         u = prf.uniforms(self.token_key, a, b, targets)
         return -np.log1p(-u), ids
-
-    def scored_uniforms(self, tokens: np.ndarray, prompt: np.ndarray | None) -> np.ndarray:
-        """Uniforms of the tokens that enter the statistic (shape ``(num_scored,)``)."""
-        terms, _ = self.batch_terms([tokens], [prompt])
-        return -np.expm1(-terms)
 
     def detect_batch(
         self,
