@@ -76,6 +76,12 @@ def register(subparsers: Any) -> None:
         help="patterns only: much faster, lower recall on names/places",
     )
     p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (in-process, default) or ray (Ray Data; RAY_ADDRESS picks a cluster)",
+    )
+    p.add_argument(
         "--manifest", metavar="PATH", help="write a provenance manifest of the scrub run here"
     )
     p.add_argument(
@@ -121,23 +127,35 @@ def _scrub(args: argparse.Namespace) -> int:
     if args.no_ner:
         overrides["use_ner"] = False
     scrubber = Scrubber.from_policy(policy, key=key, **overrides)
-    report = scrub_file(
-        scrubber,
-        Path(args.input),
-        Path(args.output),
-        fields=args.fields or ["text"],
-        input_format=args.input_format,
-        output_format=args.output_format,
-        quarantine_path=args.quarantine,
-        report_path=args.report,
-        resume=args.resume,
-        batch_size=args.batch_size,
-        processes=args.processes,
-        patient_field=args.patient_field,
-        max_record_bytes=args.max_record_bytes,
-        policy_digest=policy_digest(policy),
-        progress=args.progress,
-    )
+    common: dict[str, Any] = {
+        "fields": args.fields or ["text"],
+        "input_format": args.input_format,
+        "output_format": args.output_format,
+        "quarantine_path": args.quarantine,
+        "report_path": args.report,
+        "batch_size": args.batch_size,
+        "patient_field": args.patient_field,
+        "max_record_bytes": args.max_record_bytes,
+        "policy_digest": policy_digest(policy),
+    }
+    if args.engine == "ray":
+        if args.resume:
+            raise ConfigError(
+                "--resume is for the local engine; on Ray failed tasks are retried instead"
+            )
+        from safeguard.scale.ray_engine import scrub_file as ray_scrub_file
+
+        report = ray_scrub_file(scrubber, Path(args.input), Path(args.output), **common)
+    else:
+        report = scrub_file(
+            scrubber,
+            Path(args.input),
+            Path(args.output),
+            resume=args.resume,
+            processes=args.processes,
+            progress=args.progress,
+            **common,
+        )
     rec = report.records
     summary = {
         "output": report.output["path"],

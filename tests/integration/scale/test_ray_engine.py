@@ -209,3 +209,19 @@ def test_scrub_unknown_field_is_refused_like_in_process(ray_session, tmp_path):
         messages.append(str(info.value))
         assert not (tmp_path / name).exists()
     assert messages[0] == messages[1]
+
+
+def test_scrub_cli_engine_ray_equals_local(ray_session, tmp_path):
+    from safeguard.cli.main import main
+
+    src = tmp_path / "notes.jsonl"
+    src.write_bytes(b"\n".join(SCRUB_LINES) + b"\n")
+    outs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"{engine}.jsonl"
+        rc = main(["scrub", str(src), str(out), "--policy", "healthcare-hipaa", "--engine", engine,
+                   "--batch-size", "4", "--allow-quarantine", "--no-progress"])  # fmt: skip
+        assert rc == 0
+        outs[engine] = out.read_bytes()
+    assert outs["ray"] == outs["local"]
+    assert main(["scrub", str(src), str(tmp_path / "x.jsonl"), "--engine", "ray", "--resume"]) == 2
