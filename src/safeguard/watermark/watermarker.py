@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from safeguard.errors import ConfigError, DetectionError
+from safeguard.errors import ConfigError, DetectionError, UsageError
 from safeguard.watermark.keys import WatermarkKey
+from safeguard.watermark.localize import LocalizationResult, localize_scores
+from safeguard.watermark.normalize import normalize_text
 from safeguard.watermark.result import DetectionResult, MultiKeyResult
 from safeguard.watermark.schemes import get_scheme
 from safeguard.watermark.schemes.base import Scheme
@@ -191,22 +193,126 @@ class Watermarker:
         *,
         prompt: str | None = None,
         false_positive_rate: float = 1e-3,
+        normalize: bool = True,
         **options: Any,
     ) -> DetectionResult:
-        """Tokenize ``text`` with ``tokenizer`` (checked against the key's binding) and test it."""
-        if not isinstance(text, str):
-            raise DetectionError(f"`text` must be a string; got {type(text).__name__}")
-        if not text.strip():
-            raise DetectionError("`text` is empty; there is nothing to test")
-        self.key.check_tokenizer(tokenizer)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else None
+        """Tokenize ``text`` with ``tokenizer`` (checked against the key's binding) and test it.
+
+        Args:
+            text: The generated text (without the prompt).
+            tokenizer: The tokenizer used at generation.
+            prompt: The prompt, if known (context only, never scored).
+            false_positive_rate: Rate at which unwatermarked text is flagged.
+            normalize: Undo Unicode edits before tokenizing (default on): remove zero-width
+                and other format characters, map Unicode spaces and line breaks to ASCII,
+                and map Cyrillic/Greek/fullwidth look-alikes of Latin letters back
+                (:func:`~safeguard.watermark.normalize.normalize_text`). ASCII text is left
+                unchanged, so unattacked model output scores exactly as without it; pass
+                ``False`` to test the text byte for byte.
+            **options: Scheme options, as for :meth:`detect`.
+        """
+        ids, prompt_ids = self._encode_text(text, tokenizer, prompt, normalize)
         return self.detect(
             ids,
             prompt_ids=prompt_ids,
             false_positive_rate=false_positive_rate,
             vocab_size=len(tokenizer),
             **options,
+        )
+
+    def _encode_text(
+        self, text: str, tokenizer: Any, prompt: str | None, normalize: bool
+    ) -> tuple[list[int], list[int] | None]:
+        if not isinstance(text, str):
+            raise DetectionError(f"`text` must be a string; got {type(text).__name__}")
+        if not text.strip():
+            raise DetectionError("`text` is empty; there is nothing to test")
+        self.key.check_tokenizer(tokenizer)
+        if normalize:
+            text = normalize_text(text)
+            prompt = normalize_text(prompt) if prompt else prompt
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else None
+        return ids, prompt_ids
+
+    # localisation ---------------------------------------------------------------------------
+    def localize(
+        self,
+        token_ids: Any,
+        *,
+        prompt_ids: Any = None,
+        false_positive_rate: float = 1e-3,
+        min_window: int = 16,
+        vocab_size: int | None = None,
+    ) -> LocalizationResult:
+        """Find the watermarked spans of a mixed document (``gumbel`` keys only). Needs no model.
+
+        Windows of several sizes are tested with exact Gamma p-values, Bonferroni-adjusted
+        over all windows, so on unwatermarked text the probability of reporting any span is
+        at most ``false_positive_rate``; significant windows are turned into spans whose
+        edges follow the per-token evidence (:mod:`safeguard.watermark.localize`).
+
+        Args:
+            token_ids: The document's tokens, 1-D.
+            prompt_ids: The prompt, if known (context only).
+            false_positive_rate: Family-wise rate of reporting a span on unwatermarked text.
+            min_window: Smallest window in scored tokens; sizes double from it.
+            vocab_size: If given, ids at or above it are rejected.
+
+        Returns:
+            A :class:`LocalizationResult`; span positions index ``token_ids``.
+
+        Raises:
+            UsageError: The key's scheme is not ``gumbel``, or the input is invalid.
+        """
+        fpr = _check_fpr(false_positive_rate)
+        token_scores = getattr(self.scheme, "token_scores", None)
+        if token_scores is None:
+            raise UsageError(
+                f"localisation supports the gumbel scheme only; key {self.key.key_id!r} uses "
+                f"{self.key.scheme!r} (use detect() for a whole-text test)"
+            )
+        tokens = as_token_array(token_ids, vocab_size=vocab_size)
+        if tokens.size == 0:
+            raise DetectionError("`token_ids` is empty; there is nothing to test")
+        prompt = (
+            None
+            if prompt_ids is None
+            else as_token_array(prompt_ids, vocab_size=vocab_size, name="prompt_ids")
+        )
+        positions, terms = token_scores(tokens, prompt)
+        return localize_scores(
+            positions,
+            terms,
+            num_tokens=int(tokens.size),
+            context_width=self.scheme.config.context_width,
+            false_positive_rate=fpr,
+            min_window=min_window,
+            key_id=self.key.key_id,
+        )
+
+    def localize_text(
+        self,
+        text: str,
+        tokenizer: Any,
+        *,
+        prompt: str | None = None,
+        false_positive_rate: float = 1e-3,
+        min_window: int = 16,
+        normalize: bool = True,
+    ) -> LocalizationResult:
+        """:meth:`localize` on text; span positions index the tokens of the (normalised) text.
+
+        ``tokenizer.decode(ids[span.start:span.end])`` gives a span's text, where ``ids`` is
+        the encoding of ``normalize_text(text)`` (or of ``text`` with ``normalize=False``).
+        """
+        ids, prompt_ids = self._encode_text(text, tokenizer, prompt, normalize)
+        return self.localize(
+            ids,
+            prompt_ids=prompt_ids,
+            false_positive_rate=false_positive_rate,
+            min_window=min_window,
+            vocab_size=len(tokenizer),
         )
 
 

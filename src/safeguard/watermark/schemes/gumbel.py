@@ -168,6 +168,38 @@ class GumbelScheme(Scheme):
         u = prf.uniforms(self.token_key, a, b, targets)
         return -np.log1p(-u), ids
 
+    def token_scores(
+        self, tokens: np.ndarray, prompt: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-token scores of one text with the positions they belong to (for localisation).
+
+        The same terms as :meth:`batch_terms` (and :meth:`detect`) uses: under the null they are
+        i.i.d. Exp(1), so the sum of any ``k`` of them is Gamma(k, 1).
+
+        Args:
+            tokens: Token ids, shape ``(n,)``.
+            prompt: The prompt, if known (context for the first tokens, never scored).
+
+        Returns:
+            ``(positions, terms)``, both of shape ``(num_scored,)``: the index in ``tokens`` of
+            each scored token (increasing) and its score ``-log(1 - u)``.
+        """
+        tokens = np.asarray(tokens, dtype=np.int64)
+        has_prompt = prompt is not None and len(prompt) > 0
+        first = 0 if has_prompt else min(self.config.context_width, len(tokens))
+        contexts, targets, _ = self._batch_positions([tokens], [prompt])
+        positions = first + np.arange(targets.size, dtype=np.int64)
+        if targets.size == 0:
+            return positions, np.empty(0)
+        a, b = prf.context_words(self.context_key, contexts)
+        if self.config.skip_repeated_context:
+            words = (a << np.uint64(32)) | b
+            _, first_seen = np.unique(words, return_index=True)
+            keep = np.sort(first_seen)
+            a, b, targets, positions = a[keep], b[keep], targets[keep], positions[keep]
+        u = prf.uniforms(self.token_key, a, b, targets)
+        return positions, -np.log1p(-u)
+
     def detect_batch(
         self,
         texts: list[np.ndarray],
