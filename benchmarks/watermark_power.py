@@ -30,6 +30,9 @@ temperature 1 is about 3 nats: a default-initialised model is nearly uniform ove
   sum is Binomial(30·T, q); the p-value is its exact tail. (The paper's Bayesian
   detector must be trained per key and is not used.)
 
+Both competitors are scored by ``safeguard.watermark.evaluation.competitors``
+(``KGW``, ``SynthID``), the library version of this benchmark's detectors.
+
 For each text the p-value is computed on prefixes of 5, 10, ..., 200 generated
 tokens; "tokens to detect" is the first prefix length with p ≤ 0.01 (texts that
 never reach it count as > 200). The same is done after replacing 30% of the 200
@@ -55,15 +58,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from scipy import stats
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    SynthIDTextWatermarkingConfig,
-    WatermarkDetector,
-    WatermarkingConfig,
-)
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from safeguard.watermark import Watermarker, WatermarkKey
+from safeguard.watermark.evaluation.competitors import KGW, SynthID
 
 VOCAB = 50_257
 PROMPT_LEN = 16
@@ -134,75 +132,6 @@ def tune_init_range(prompts: torch.Tensor, target: float) -> tuple[float, float]
 
 
 # --------------------------------------------------------------------------- #
-# Competitors' detectors with exact null distributions
-
-
-class KGWScorer:
-    """Green-token indicators from transformers' own KGW processor (lefthash, width 1)."""
-
-    def __init__(self, config: WatermarkingConfig, model_config: GPT2Config) -> None:
-        self.detector = WatermarkDetector(model_config, "cpu", config)
-        self.gamma = config.greenlist_ratio
-        self._green: dict[int, torch.Tensor] = {}
-
-    def _is_green(self, prev: int, token: int) -> bool:
-        mask = self._green.get(prev)
-        if mask is None:
-            ids = self.detector.processor._get_greenlist_ids(torch.tensor([prev]))
-            mask = torch.zeros(VOCAB, dtype=torch.bool)
-            mask[ids] = True
-            self._green[prev] = mask
-        return bool(mask[token])
-
-    def prefix_pvalues(self, prompt: np.ndarray, gen: np.ndarray, lengths: list[int]) -> np.ndarray:
-        seq = np.concatenate([prompt[-1:], gen])
-        seen: set[tuple[int, int]] = set()
-        scored = np.zeros(len(gen), dtype=bool)
-        green = np.zeros(len(gen), dtype=bool)
-        for t in range(len(gen)):
-            pair = (int(seq[t]), int(seq[t + 1]))
-            if pair not in seen:
-                seen.add(pair)
-                scored[t] = True
-                green[t] = self._is_green(*pair)
-        n = np.cumsum(scored)[np.array(lengths) - 1]
-        g = np.cumsum(green)[np.array(lengths) - 1]
-        return stats.binom.sf(g - 1, n, self.gamma)
-
-    def transformers_pvalues(
-        self, prompt: np.ndarray, gen: np.ndarray, lengths: list[int]
-    ) -> np.ndarray:
-        """transformers' WatermarkDetector p-value: its z-score and ``_compute_pval`` on counts
-        with every (previous token, token) pair counted, as its default ``ignore_repeated_ngrams=False``."""
-        seq = np.concatenate([prompt[-1:], gen])
-        green = np.array([self._is_green(int(seq[t]), int(seq[t + 1])) for t in range(len(gen))])
-        n = np.array(lengths, dtype=np.float64)
-        g = np.cumsum(green)[np.array(lengths) - 1].astype(np.float64)
-        z = self.detector._compute_z_score(g, n)
-        return np.asarray(self.detector._compute_pval(z), dtype=np.float64)
-
-
-class SynthIDScorer:
-    """Exact Binomial p-value of the summed g-values, with generation-consistent masking."""
-
-    def __init__(self, config: SynthIDTextWatermarkingConfig) -> None:
-        self.proc = config.construct_processor(VOCAB, torch.device("cpu"))
-        self.layers = len(config.keys)
-        self.pad = config.ngram_len - 1
-        self.q = float(self.proc.sampling_table.double().mean())
-
-    def prefix_pvalues(self, prompt: np.ndarray, gen: np.ndarray, lengths: list[int]) -> np.ndarray:
-        del prompt  # the processor's context starts from zeros, never from the prompt
-        seq = torch.tensor(np.concatenate([np.zeros(self.pad, dtype=np.int64), gen]))[None]
-        g = self.proc.compute_g_values(seq)[0]  # (len(gen), layers)
-        mask = self.proc.compute_context_repetition_mask(seq)[0].bool()  # (len(gen),)
-        per_token = (g.sum(dim=1) * mask).numpy()
-        n = np.cumsum(mask.numpy())[np.array(lengths) - 1] * self.layers
-        s = np.cumsum(per_token)[np.array(lengths) - 1]
-        return stats.binom.sf(s - 1, n, self.q)
-
-
-# --------------------------------------------------------------------------- #
 
 
 def first_detection(pvalue_at: Callable[[int], float], lengths: list[int]) -> float:
@@ -257,14 +186,10 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters()) / 1e6
 
     watermarkers = {s: Watermarker(WatermarkKey.generate(s)) for s in ("gumbel", "exp-edit")}
-    kgw_cfg = WatermarkingConfig(
-        greenlist_ratio=0.25, bias=2.0, hashing_key=int(rng.integers(1, 2**31))
-    )
-    synthid_cfg = SynthIDTextWatermarkingConfig(
-        ngram_len=5, keys=[int(k) for k in rng.integers(0, 2**20, size=30)]
-    )
-    kgw = KGWScorer(kgw_cfg, model.config)
-    synthid = SynthIDScorer(synthid_cfg)
+    kgw = KGW(greenlist_ratio=0.25, bias=2.0, hashing_key=int(rng.integers(1, 2**31)))
+    synthid = SynthID(ngram_len=5, keys=[int(k) for k in rng.integers(0, 2**20, size=30)])
+    kgw_cfg = kgw.generation_config(model.config)
+    synthid_cfg = synthid.generation_config(model.config)
 
     # ---- generation -------------------------------------------------------------------
     texts: dict[str, np.ndarray] = {}
@@ -367,7 +292,7 @@ def main() -> None:
     kgw_hf = [
         first_detection(
             (lambda pv: lambda n: float(pv[lengths_of["kgw"].index(n)]))(
-                kgw.transformers_pvalues(prompts_np[i], texts["kgw"][i], lengths_of["kgw"])
+                kgw.normal_pvalues(prompts_np[i], texts["kgw"][i], lengths_of["kgw"])
             ),
             lengths_of["kgw"],
         )
@@ -428,7 +353,7 @@ def main() -> None:
                 continue
             z_real = (green - 0.25 * total) / math.sqrt(total * 0.25 * 0.75)
             exact = float(stats.binom.sf(green - 1, total, 0.25))
-            approx = float(kgw.detector._compute_pval(z_real))
+            approx = float(stats.norm.sf(z_real))
             print(
                 f"| {total} | {z_real:.2f} | {green} | {exact:.3g} | {approx:.3g} | {exact / approx:.2f} |"
             )
