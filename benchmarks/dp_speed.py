@@ -1,7 +1,8 @@
 """DP-SGD step time and peak memory vs non-private training, side by side in one run.
 
-For a small GPT-2 (full fine-tune: hooks; ghost needs untied embeddings; LoRA r=8: hooks)
-and a small BERT classifier (hooks, ghost), each configuration runs in a fresh
+For a small GPT-2 (full fine-tune: hooks, book-keeping ``bk``; ghost needs untied
+embeddings; LoRA r=8: hooks) and a small BERT classifier (hooks, ghost, bk), each
+configuration runs in a fresh
 subprocess with ``torch.set_num_threads(1)``: warm-up steps, then the median CPU time
 (``time.process_time``) of measured steps, and the growth of peak RSS (``ru_maxrss``)
 over the RSS just before training. Ratios are DP / non-private of the same model.
@@ -26,13 +27,16 @@ CASES = [
     ("gpt2", "plain", "GPT-2 non-private"),
     ("gpt2", "opacus", "GPT-2 plain Opacus make_private_with_epsilon (hooks) — baseline"),
     ("gpt2", "hooks", "GPT-2 safeguard hooks (tied embeddings)"),
+    ("gpt2", "bk", "GPT-2 safeguard bk (tied embeddings)"),
     ("gpt2u", "plain", "GPT-2 untied non-private"),
     ("gpt2u", "ghost", "GPT-2 untied safeguard ghost"),
+    ("gpt2u", "bk", "GPT-2 untied safeguard bk"),
     ("gpt2", "lora-plain", "GPT-2 LoRA r=8 non-private"),
     ("gpt2", "lora", "GPT-2 LoRA r=8 safeguard hooks"),
     ("bert", "plain", "BERT non-private"),
     ("bert", "hooks", "BERT safeguard hooks"),
     ("bert", "ghost", "BERT safeguard ghost"),
+    ("bert", "bk", "BERT safeguard bk"),
 ]
 
 B, T, V = 16, 64, 1000

@@ -216,8 +216,15 @@ class BookKeepingModule(nn.Module):
                 p.requires_grad_(True)
 
     # ------------------------------------------------------------------ forward / hooks
+    def _active(self) -> bool:
+        # The covered layers' own mode decides (a wrapper or container may be in eval mode
+        # while the layers train, as in the pre-flight check).
+        return (
+            self._enabled and torch.is_grad_enabled() and any(m.training for m, _ in self._covered)
+        )
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if not (self._enabled and self.training and torch.is_grad_enabled()):
+        if not self._active():
             return self._module(*args, **kwargs)
         self._records = []
         self._queued = False
@@ -225,7 +232,7 @@ class BookKeepingModule(nn.Module):
             return self._module(*args, **kwargs)
 
     def _forward_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
-        if not (self._enabled and self.training and torch.is_grad_enabled()):
+        if not (self._enabled and module.training and torch.is_grad_enabled()):
             return None
         if not isinstance(output, torch.Tensor) or not inputs:
             return None

@@ -30,6 +30,7 @@ from safeguard.errors import (
     VerificationError,
     missing_dependency,
 )
+from safeguard.privacy._bk import BookKeepingModule, bk_unsupported_layers
 from safeguard.privacy.config import DPConfig, default_delta
 from safeguard.privacy.ledger import BudgetLedger, compute_epsilon
 
@@ -433,9 +434,12 @@ def _frozen_digest(model: nn.Module) -> str:
 class PrivateTraining:
     """What :func:`make_private` returns: the private model, optimizer, loader and ledger.
 
-    Use them like their non-private counterparts (``loss.backward(); optimizer.step()``)
-    with grad_sample_mode ``hooks``/``functorch``, or call :meth:`train_step` (needed
-    for ghost clipping, and handles Hugging Face batches and virtual steps).
+    Use them like their non-private counterparts (``loss.backward(); optimizer.step()``,
+    with ``loss`` the batch mean of per-example losses) with grad_sample_mode
+    ``hooks``/``functorch``/``bk``, or call :meth:`train_step` (needed for ghost clipping,
+    and handles Hugging Face batches and virtual steps). Under ``bk`` the backward leaves
+    the sum of clipped per-sample gradients in ``p.grad`` (one backward, no per-sample
+    gradients kept).
 
     Attributes:
         model: The model wrapped for per-sample gradients.
@@ -526,6 +530,9 @@ class PrivateTraining:
             groups = batch.get(self.config.group_by)
             if isinstance(groups, torch.Tensor):
                 self._guard.groups = groups.long()
+        if isinstance(self.model, BookKeepingModule):
+            # Per-user clipping units for the next backward (None: one unit per example).
+            self.model.groups = self._guard.groups
         args, kwargs, labels = _split_batch(batch, self._drop_keys)
         outputs = self.model(*args, **kwargs)
         if loss_fn is not None:
@@ -566,7 +573,7 @@ class PrivateTraining:
         """Set zero per-sample gradients for an empty Poisson batch; the next step adds noise only."""
         for p in self.optimizer.params:
             p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
-            if self.grad_sample_mode == "ghost":
+            if self.grad_sample_mode in {"ghost", "bk"}:
                 p.grad = torch.zeros_like(p)
 
     def generator_states(self) -> dict[str, Any]:
@@ -699,6 +706,8 @@ class PrivateTraining:
         for h in self._guard.hooks:
             h.remove()
         self._guard.hooks.clear()
+        if isinstance(self.model, BookKeepingModule):
+            self.model.remove_hooks()
 
 
 def _rng_neutral_iter(loader: Any) -> Iterator[Any]:
@@ -852,7 +861,7 @@ def _slice(batch: Any, i: int) -> Any:
 def _preflight_grads(
     run: PrivateTraining, batch: Any, loss_fn: Callable[..., torch.Tensor] | None
 ) -> None:
-    """Per-sample gradients (or norms, under ghost) equal per-example autograd on a few examples."""
+    """Per-sample gradients (or norms, under ghost and bk) equal per-example autograd on a few examples."""
     model = run.model
     params = [p for p in model.parameters() if p.requires_grad]
     modes = {m: m.training for m in model.modules()}
@@ -865,8 +874,17 @@ def _preflight_grads(
         run.optimizer.zero_grad(set_to_none=True)
         losses = run.loss_per_example(batch, loss_fn=loss_fn)
         losses.mean().backward()
+        norms_only = run.grad_sample_mode in {"ghost", "bk"}
         if run.grad_sample_mode == "ghost":
             per_sample = model.get_norm_sample().detach().clone()
+        elif run.grad_sample_mode == "bk":
+            if model.last_norms is None or model.last_norms.shape[0] != n:
+                raise PrivacyError(
+                    "pre-flight: book-keeping clipping produced no per-sample norms for the probe batch; "
+                    "the model's forward does not go through its trainable layers. Use "
+                    "grad_sample_mode='hooks'"
+                )
+            per_sample = model.last_norms.detach().clone()
         else:
             missing = [i for i, p in enumerate(params) if getattr(p, "grad_sample", None) is None]
             if missing:
@@ -888,7 +906,7 @@ def _preflight_grads(
             grads = [
                 torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=False)
             ]
-            if run.grad_sample_mode == "ghost":
+            if norms_only:
                 ref = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
                 got = per_sample[i].double()
                 err = float((ref - got).abs() / (ref.abs() + 1e-8))
@@ -922,7 +940,18 @@ def _preflight_grads(
 
 
 # --------------------------------------------------------------------------- make_private
-def _choose_mode(config: DPConfig, model: nn.Module) -> str:
+def _choose_mode(config: DPConfig, model: nn.Module, distributed: bool = False) -> str:
+    """The grad_sample_mode to use: the configured one, or for ``auto`` the fastest that applies.
+
+    ``auto``: hooks for LoRA/adapters; book-keeping (bk) for full fine-tunes of Hugging Face
+    models whose trainable layers are all Linear / Conv1D / Embedding / LayerNorm (tied
+    embeddings included) outside DPDDP; otherwise ghost, or hooks when weights are tied.
+    """
+    if config.grad_sample_mode == "bk" and distributed:
+        raise ConfigError(
+            "`grad_sample_mode` (='bk') does not support `distributed=True` (DPDDP): its clipped sums "
+            "are written outside the DDP gradient hooks. Use grad_sample_mode='ghost' or 'hooks'"
+        )
     tied = _tied_trainable(model)
     if config.grad_sample_mode == "ghost" and tied:
         raise ConfigError(
@@ -934,11 +963,14 @@ def _choose_mode(config: DPConfig, model: nn.Module) -> str:
         )
     if config.grad_sample_mode != "auto":
         return config.grad_sample_mode
-    if _is_peft(model) or tied:
+    if _is_peft(model):
         return "hooks"
-    if _base_hf_model(model) is not None:
-        return "ghost"
-    return "hooks"
+    hf = _base_hf_model(model) is not None
+    if hf and not distributed and not bk_unsupported_layers(model):
+        return "bk"
+    if tied:
+        return "hooks"
+    return "ghost" if hf else "hooks"
 
 
 def _dataset_size(loader: DataLoader) -> int:
@@ -989,7 +1021,8 @@ def make_private(
 
     Raises:
         ConfigError: The model has layers Opacus cannot handle (all listed, each with its fix),
-            δ ≥ 1/N, the target ε cannot be reached, or ghost clipping meets tied weights.
+            δ ≥ 1/N, the target ε cannot be reached, ghost clipping meets tied weights, or
+            grad_sample_mode='bk' meets an unsupported trainable layer or ``distributed``.
         BudgetExceededError: The ledger's budget is already spent.
     """
     if not isinstance(config, DPConfig):
@@ -1086,7 +1119,7 @@ def make_private(
             "DP-SGD with momentum 0.9 is the known-good recipe at this size",
             num_units,
         )
-    mode = _choose_mode(config, model)
+    mode = _choose_mode(config, model, distributed)
     if config.max_examples_per_user > 1 and mode == "ghost":
         if config.grad_sample_mode == "ghost":
             raise ConfigError(
@@ -1118,18 +1151,29 @@ def make_private(
     if mode == "ghost":
         kwargs["max_grad_norm"] = config.max_grad_norm
     try:
-        dp_model = prepare_module(model, mode, True, **kwargs)
-    except NotImplementedError as exc:
+        if mode == "bk":
+            dp_model: nn.Module = BookKeepingModule(model, max_grad_norm=config.max_grad_norm)
+        else:
+            dp_model = prepare_module(model, mode, True, **kwargs)
+    except (NotImplementedError, ConfigError) as exc:
         if hook_handle is not None:
             hook_handle.remove()
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"grad_sample_mode={mode!r} cannot wrap this model: {exc}") from exc
-    if config.poisson_sampling:
+    if config.poisson_sampling and mode != "bk":
         dp_model.forbid_grad_accumulation()
 
     expected_batch = sample_rate * num_units
     if distributed:
         expected_batch /= torch.distributed.get_world_size()
-    optim_cls = get_optimizer_class(clipping="flat", distributed=distributed, grad_sample_mode=mode)
+    # bk leaves Σ_i c_i g_i in p.grad, the contract of Opacus' fast-gradient-clipping optimizer
+    # (it adds N(0, σ²C²), divides by the expected batch size and steps).
+    optim_cls = get_optimizer_class(
+        clipping="flat",
+        distributed=distributed,
+        grad_sample_mode="ghost" if mode == "bk" else mode,
+    )
     dp_opt = optim_cls(
         optimizer=optimizer,
         noise_multiplier=sigma,
@@ -1333,7 +1377,7 @@ def _attach_guards(run: PrivateTraining) -> None:
                 p.grad_sample = agg.index_add_(0, groups.to(gs.device), gs)
         original_clip()
 
-    if run.config.max_examples_per_user > 1:
+    if run.config.max_examples_per_user > 1 and run.grad_sample_mode != "bk":
         opt.clip_and_accumulate = clip_and_accumulate  # type: ignore[method-assign]
     opt.add_noise = add_noise  # type: ignore[method-assign]
     opt.attach_step_hook(step_hook)

@@ -26,14 +26,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Accountant = Literal["prv", "rdp", "gdp"]
-GradSampleMode = Literal["auto", "hooks", "functorch", "ghost"]
+GradSampleMode = Literal["auto", "hooks", "functorch", "ghost", "bk"]
 PrivacyUnit = Literal["example", "user"]
 
 #: Above this ε a guarantee is weak enough that the config warns.
 EPSILON_WARN_ABOVE = 10.0
 
 _ACCOUNTANTS = ("prv", "rdp", "gdp")
-_MODES = ("auto", "hooks", "functorch", "ghost")
+_MODES = ("auto", "hooks", "functorch", "ghost", "bk")
 _UNITS = ("example", "user")
 
 
@@ -81,9 +81,13 @@ class DPConfig:
             reported too, as a cross-check).
         poisson_sampling: Sample each unit independently with probability q (what the
             accountants assume). ``False`` keeps the given loader and warns.
-        grad_sample_mode: How per-sample gradients are computed; ``auto`` chooses hooks for
-            LoRA/adapters and tied embeddings, ghost clipping for full fine-tunes of
-            Hugging Face models.
+        grad_sample_mode: How per-sample gradients are computed. ``bk``: book-keeping
+            clipping (one forward, one backward; Linear, Conv1D, Embedding and LayerNorm
+            layers, tied embeddings included); ``ghost``: Opacus' two-backward ghost
+            clipping; ``hooks`` / ``functorch``: materialised per-sample gradients. ``auto``
+            chooses hooks for LoRA/adapters, bk for full fine-tunes of Hugging Face models
+            whose trainable layers bk supports (ghost, or hooks when tied, otherwise and
+            under ``distributed``).
         batch_size: Expected logical batch size (q·N); ``None`` takes the loader's.
         physical_batch_size: Largest batch held in memory; logical batches are split into
             virtual steps of this size (Opacus ``BatchMemoryManager``).
@@ -91,7 +95,7 @@ class DPConfig:
         unit: Unit of privacy; ``user`` requires ``group_by``.
         max_examples_per_user: With ``group_by``, at most this many examples of a sampled user
             enter a batch; their gradients are summed before clipping, so each user adds at
-            most C (needs per-sample gradients: hooks or functorch, no virtual steps).
+            most C (hooks, functorch or bk; not ghost; no virtual steps).
         preflight: Run the pre-flight checks (per-sample gradients equal autograd's on a few
             examples; trainable weights change and frozen ones do not after the first step).
         secure_mode: Use a cryptographically secure RNG for noise and sampling
