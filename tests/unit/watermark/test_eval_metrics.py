@@ -160,3 +160,12 @@ def test_bootstrap_ci_mean_and_custom_statistic():
     low2, high2 = bootstrap_ci(x, lambda v: float(np.mean(v)), n_boot=2000, seed=0)
     assert (low2, high2) == pytest.approx((low, high))
     assert bootstrap_ci([4.0] * 5) == (4.0, 4.0)
+
+
+def test_doctests():
+    import doctest
+
+    from safeguard.watermark.evaluation import metrics
+
+    result = doctest.testmod(metrics)
+    assert result.attempted >= 5 and result.failed == 0

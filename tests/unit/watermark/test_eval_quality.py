@@ -143,3 +143,12 @@ def test_perplexity_equals_exp_mean_nll_on_tiny_gpt2():
         assert value == pytest.approx(math.exp(np.mean(nll)), rel=1e-5)
     with pytest.raises(DataError, match="prompt length"):
         perplexity(model, seqs, prompt_lengths=0)
+
+
+def test_doctests():
+    import doctest
+
+    from safeguard.watermark.evaluation import quality
+
+    result = doctest.testmod(quality)
+    assert result.attempted >= 4 and result.failed == 0

@@ -39,6 +39,7 @@ Needs torch and transformers (``pip install 'safeguard[hf]'``).
 
 from __future__ import annotations
 
+import numbers
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -184,13 +185,13 @@ class KGW:
             )
         if context_width < 1:
             raise ConfigError(f"`context_width` (={context_width!r}) must be >= 1")
-        if not isinstance(hashing_key, int) or hashing_key < 1:
+        if not isinstance(hashing_key, numbers.Integral) or hashing_key < 1:
             raise ConfigError("`hashing_key` must be a positive integer")
         self.greenlist_ratio = float(greenlist_ratio)
         self.bias = float(bias)
         self.seeding_scheme = seeding_scheme
         self.context_width = int(context_width)
-        self._hashing_key = hashing_key
+        self._hashing_key = int(hashing_key)
         self.vocab_size = vocab_size
         self.device = device
         self._cache_size = cache_size
