@@ -52,6 +52,11 @@ def test_self_bleu_hand_case_and_brute_force():
     rand = [rng.integers(0, 12, size=rng.integers(5, 15)) for _ in range(7)]
     brute = [bleu(rand[i], [rand[j] for j in range(7) if j != i]) for i in range(7)]
     np.testing.assert_allclose(self_bleu_scores(rand), brute)
+    # small vocabulary (many repeats and ties), varied lengths, an empty text
+    small = [rng.integers(0, 6, size=n) for n in (0, 1, 3, 8, 8, 13, 20, 4, 5)]
+    brute = [bleu(small[i], [small[j] for j in range(9) if j != i], max_n=3) for i in range(9)]
+    np.testing.assert_allclose(self_bleu_scores(small, max_n=3), brute, atol=1e-12)
+    brute = [bleu(rand[i], [rand[j] for j in range(7) if j != i]) for i in range(7)]
     sub = self_bleu_scores(rand, sample=3, seed=1)
     assert sub.shape == (3,) and set(np.round(sub, 12)) <= set(np.round(brute, 12))
     with pytest.raises(DataError, match="2 texts"):
