@@ -130,6 +130,9 @@ def test_synthid_detects_and_null_is_calibrated(synthetic, null_texts):
         p = synthid.prefix_pvalues(prompt, g, [10, 25, 50])
         assert p[-1] < 1e-4
         assert synthid.pvalue(prompt, g) == pytest.approx(p[-1])
+    # a detector built from the same keys alone (no model config) gives the same p-values
+    fresh = SynthID(ngram_len=3, num_layers=20, seed=5)
+    assert fresh.pvalue(prompts[0], gen[0]) == synthid.pvalue(prompts[0], gen[0])
     null_p = [synthid.pvalue(prompt, g) for prompt, g in null_texts]
     check = fpr_check(null_p, levels=(NULL_LEVEL,))[0]
     assert check.consistent, check

@@ -322,7 +322,8 @@ class SynthID:
         seed: Seed for drawn keys.
         context_history_size, sampling_table_seed, sampling_table_size: As in
             ``SynthIDTextWatermarkingConfig``.
-        vocab_size: The model's vocabulary; otherwise taken from :meth:`generation_config`.
+        vocab_size: The model's vocabulary, only checked against :meth:`generation_config`;
+            detection does not need it.
         device: Device the text is generated on (the sampling table is drawn there).
     """
 
@@ -389,13 +390,10 @@ class SynthID:
     def processor(self) -> Any:
         """transformers' SynthID processor for this key (built once)."""
         if self._processor is None:
-            if self.vocab_size is None:
-                raise ConfigError(
-                    "SynthID does not know the vocabulary size; pass `vocab_size=` or call "
-                    "`generation_config(model.config)` first"
-                )
+            # g-values and the repetition mask do not depend on the vocabulary (transformers'
+            # SynthID processor ignores it), so detection works before generation_config()
             self._processor = self._config().construct_processor(
-                self.vocab_size, torch.device(self.device)
+                self.vocab_size or 0, torch.device(self.device)
             )
         return self._processor
 
