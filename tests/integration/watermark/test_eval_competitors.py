@@ -115,7 +115,7 @@ def test_kgw_detects_and_null_is_calibrated(synthetic, null_texts):
         assert np.all(np.diff(np.log(p)) < 1.0)  # no wild jumps upward
     null_p = [kgw.pvalue(prompt, g) for prompt, g in null_texts]
     check = fpr_check(null_p, levels=(NULL_LEVEL,))[0]
-    # 40 null texts at 5%: the level allows up to max_consistent (= 6) false positives
+    # 40 null texts at 5%: the level allows up to max_consistent (= 5) false positives
     assert check.consistent, check
     assert min(null_p) > 1e-4
 

@@ -80,7 +80,7 @@ def test_generate_samples_from_the_source_distribution():
     prompt = torch.tensor([[3, 7]]).repeat(4000, 1)
     out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=1)
     counts = np.bincount(out[:, -1].numpy(), minlength=20)
-    expected = model.source.next_token_probs([3, 7]) * 4000
+    expected = model.next_token_probs([3, 7]) * 4000
     keep = expected >= 5
     obs, exp = counts[keep], expected[keep]
     if (~keep).any():

@@ -292,6 +292,10 @@ class SyntheticLM(PreTrainedModel, GenerationMixin):  # type: ignore[misc]
         # there are no attention layers to cache; generate must not build a DynamicCache
         return False
 
+    def next_token_probs(self, context_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The source's next-token distribution (numpy, no forward pass); shape ``(vocab,)``."""
+        return self.source.next_token_probs(context_ids)
+
     def _init_weights(self, module: Any) -> None:  # no weights to initialise
         return None
 
