@@ -12,7 +12,9 @@ For a layer with per-sample gradient ``G_i = Σ_t r_{i,t} c_{i,t}ᵀ`` (a Linear
 
     ‖G_i‖² = Σ_{t,s} (r_t·r_s)(c_t·c_s)          (ghost norm, cost T² (r + c) per sample)
 
-or, when cheaper (``r c < T (r + c)``), ``G_i`` is materialised (cost T r c). A weight used
+or ``G_i`` is materialised (cost T r c, after which the clipped sum is nearly free) while
+the materialised gradients fit a memory budget (the per-layer choice of the paper's mixed
+ghost clipping, made on time and memory rather than on norm cost alone). A weight used
 by several layers (tied input/output embeddings) has ``G_i = Σ_u G_i^u`` and its norm includes
 the cross terms ``2⟨G_i^u, G_i^v⟩`` from the same Gram matrices. Biases and LayerNorm
 affine parameters have small per-sample gradients that are materialised directly.
@@ -46,8 +48,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BookKeepingModule", "bk_unsupported_layers"]
 
-# Materialise a layer's per-sample gradients only below this many elements (B · r · c).
-_MATERIALISE_LIMIT = 64 * 2**20
+# Default bound on materialised per-unit gradients kept at once, in elements (64 MiB in float32).
+MATERIALISE_BUDGET = 16 * 2**20
 
 
 def _conv1d_type() -> type | None:
@@ -135,6 +137,12 @@ def _gram(x: _Factor, y: _Factor, rows: bool) -> torch.Tensor:
     return torch.bmm(x.rows, y.rows.transpose(1, 2))
 
 
+def _sq_norms(ps: torch.Tensor, units: int) -> torch.Tensor:
+    """Squared norm of each unit's materialised gradient, (U, ...) -> (U,), at least float32."""
+    dtype = torch.promote_types(ps.dtype, torch.float32)
+    return torch.linalg.vector_norm(ps.reshape(units, -1), dim=1, dtype=dtype).square()
+
+
 def _regroup(x: torch.Tensor, groups: torch.Tensor, units: int) -> torch.Tensor:
     """(B, T, ...) -> (U, K·T, ...): each unit's examples' tokens side by side, zero-padded."""
     counts = torch.bincount(groups, minlength=units)
@@ -160,12 +168,20 @@ class BookKeepingModule(nn.Module):
         module: The model. Every layer with trainable parameters must be ``nn.Linear``,
             transformers ``Conv1D``, ``nn.Embedding`` or ``nn.LayerNorm``.
         max_grad_norm: The clipping bound C.
+        materialise_budget: Most per-unit gradient elements kept materialised at once (see
+            :meth:`_to_materialise`); 0 ghost-norms every weight.
 
     Raises:
         ConfigError: The model has a trainable layer of another type.
     """
 
-    def __init__(self, module: nn.Module, *, max_grad_norm: float) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        max_grad_norm: float,
+        materialise_budget: int = MATERIALISE_BUDGET,
+    ) -> None:
         super().__init__()
         bad = bk_unsupported_layers(module)
         if bad:
@@ -177,6 +193,7 @@ class BookKeepingModule(nn.Module):
             )
         self._module = module
         self.max_grad_norm = float(max_grad_norm)
+        self.materialise_budget = int(materialise_budget)
         self.groups: torch.Tensor | None = None
         self.last_norms: torch.Tensor | None = None
         self._enabled = True
@@ -289,11 +306,8 @@ class BookKeepingModule(nn.Module):
                     f = _Factor(ids, e, onehot_rows=True, num_rows=m.num_embeddings)
                     uses[id(weight)].matrices.append(f)
             else:  # layernorm
-                dims = tuple(range(-len(m.normalized_shape), 0))
                 x = rec.inp.to(g.dtype)
-                mean = x.mean(dim=dims, keepdim=True)
-                var = x.var(dim=dims, unbiased=False, keepdim=True)
-                xhat = (x - mean) * torch.rsqrt(var + m.eps)
+                xhat = nn.functional.layer_norm(x, m.normalized_shape, eps=m.eps)
                 keep = (0, *range(x.dim() - len(m.normalized_shape), x.dim()))
                 summed = tuple(d for d in range(x.dim()) if d not in keep)
                 if weight is not None and weight.requires_grad:
@@ -329,29 +343,35 @@ class BookKeepingModule(nn.Module):
                     v.new_zeros((units, *v.shape[1:])).index_add_(0, groups, v) for v in u.vectors
                 ]
         ref = self._trainable[0]
-        sq = torch.zeros(units, dtype=torch.float32, device=ref.device)
+        sq = torch.zeros(
+            units, dtype=torch.promote_types(ref.dtype, torch.float32), device=ref.device
+        )
         materialised: dict[int, torch.Tensor] = {}
+        chosen = self._to_materialise(uses, units)
+        transposed: set[int] = set()
         for key, u in uses.items():
             if u.vectors:
                 ps = torch.stack(u.vectors).sum(0) if len(u.vectors) > 1 else u.vectors[0]
                 materialised[key] = ps
-                sq += ps.reshape(units, -1).float().pow(2).sum(1)
+                sq += _sq_norms(ps, units)
             if not u.matrices:
                 continue
-            one = u.matrices[0]
-            if len(u.matrices) == 1 and not one.onehot_rows:
-                t = one.rows.shape[1]
-                r, c = one.rows.shape[2], one.cols.shape[2]
-                if r * c < t * (r + c) and units * r * c <= _MATERIALISE_LIMIT:
-                    ps = torch.einsum("btr,btc->brc", one.rows, one.cols)
-                    materialised[key] = ps
-                    sq += ps.reshape(units, -1).float().pow(2).sum(1)
-                    continue
+            if key in chosen:
+                one = u.matrices[0]
+                if one.rows.shape[2] > one.cols.shape[2]:
+                    # (U, c, r): the batched matmul runs faster with the narrower factor first
+                    ps = torch.bmm(one.cols.transpose(1, 2), one.rows)
+                    transposed.add(key)
+                else:
+                    ps = torch.bmm(one.rows.transpose(1, 2), one.cols)  # (U, r, c)
+                materialised[key] = ps
+                sq += _sq_norms(ps, units)
+                continue
             for i, x in enumerate(u.matrices):
                 for j in range(i, len(u.matrices)):
                     y = u.matrices[j]
                     term = (_gram(x, y, rows=True) * _gram(x, y, rows=False)).sum((1, 2))
-                    sq += term.float() * (1.0 if i == j else 2.0)
+                    sq += term.to(sq.dtype) * (1.0 if i == j else 2.0)
         # The backward was of the batch-mean loss: per-example gradients are `batch` times larger.
         scale = float(batch)
         norms = sq.clamp(min=0).sqrt() * scale
@@ -359,11 +379,14 @@ class BookKeepingModule(nn.Module):
         coef = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * scale
         for key, u in uses.items():
             p = u.param
-            total = torch.zeros_like(p)
             if key in materialised:
                 ps = materialised[key]
-                total += torch.einsum("b,b...->...", coef.to(ps.dtype), ps).view_as(p)
+                total = coef.to(ps.dtype) @ ps.reshape(units, -1)
+                if key in transposed:
+                    total = total.view(p.shape[1], p.shape[0]).T.contiguous()
+                total = total.view_as(p).to(p.dtype)
             else:
+                total = torch.zeros_like(p)
                 for f in u.matrices:
                     cols = f.cols * coef.to(f.cols.dtype).view(-1, 1, 1)
                     if f.onehot_rows:
@@ -371,5 +394,30 @@ class BookKeepingModule(nn.Module):
                             0, f.rows.reshape(-1), cols.reshape(-1, cols.shape[-1]).to(p.dtype)
                         )
                     else:
-                        total += torch.einsum("btr,btc->rc", f.rows, cols).to(p.dtype)
-            p.grad = total if p.grad is None else p.grad + total
+                        rows = f.rows.reshape(-1, f.rows.shape[-1])
+                        total += (rows.T @ cols.reshape(-1, cols.shape[-1])).to(p.dtype)
+            p.grad = total if p.grad is None else p.grad.add_(total)
+
+    def _to_materialise(self, uses: dict[int, _ParamUses], units: int) -> set[int]:
+        """Weights whose per-unit gradients are materialised rather than ghost-normed.
+
+        Materialising costs ``T r c`` per unit and makes the clipped sum nearly free; the ghost
+        norm costs ``T² (r + c)`` on top of a ``T r c`` clipped sum. So materialising is the
+        faster choice for every dense layer, and the only bound is memory: layers are taken in
+        order of time saved per element kept, ``T² (r + c) / (r c)``, while the kept per-unit
+        gradients fit :attr:`materialise_budget` elements.
+        """
+        options = []
+        for key, u in uses.items():
+            if len(u.matrices) != 1 or u.matrices[0].onehot_rows:
+                continue  # tied weights and embeddings: ghost norms with cross terms
+            f = u.matrices[0]
+            t, r, c = f.rows.shape[1], f.rows.shape[2], f.cols.shape[2]
+            options.append((t * t * (r + c) / (r * c), units * r * c, key))
+        chosen: set[int] = set()
+        left = self.materialise_budget
+        for _, size, key in sorted(options, reverse=True):
+            if size <= left:
+                chosen.add(key)
+                left -= size
+        return chosen

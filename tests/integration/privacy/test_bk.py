@@ -29,10 +29,16 @@ def _run(tiny, model, classes=0, **config):
     )
 
 
-@pytest.mark.parametrize(("name", "classes"), [("gpt2", 0), ("gpt2_untied", 0), ("bert", 2)])
-def test_norms_and_clipped_sum_equal_per_example_autograd(request, tiny, name, classes):
+@pytest.mark.parametrize(
+    ("name", "classes", "budget"),
+    [("gpt2", 0, None), ("gpt2_untied", 0, None), ("gpt2_untied", 0, 0), ("bert", 2, None)],
+)
+def test_norms_and_clipped_sum_equal_per_example_autograd(request, tiny, name, classes, budget):
+    """budget 0: ghost (Gram) norms for every weight; default: dense weights materialised."""
     model = _no_dropout(request.getfixturevalue(name))
     run = _run(tiny, model, classes=classes)
+    if budget is not None:
+        run.model.materialise_budget = budget
     assert run.grad_sample_mode == "bk" and isinstance(run.model, BookKeepingModule)
     batch = next(iter(tiny.loader(batch_size=4, classes=classes, seed=3)))
     if not classes:

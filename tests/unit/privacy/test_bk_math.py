@@ -64,11 +64,13 @@ def _data(seed: int = 0):
     return ids, target
 
 
-def _check(model: nn.Module, clip: float, groups=None, ids_target=None) -> None:
+def _check(model: nn.Module, clip: float, groups=None, ids_target=None, budget=None) -> None:
     ids, target = ids_target or _data()
     params, ref = _reference(model, ids, target, groups)
     ref_norms = torch.stack([torch.sqrt(sum((g**2).sum() for g in gs)) for gs in ref])
     bk = BookKeepingModule(model, max_grad_norm=clip)
+    if budget is not None:
+        bk.materialise_budget = budget
     bk.train()
     bk.groups = groups
     _losses(bk, ids, target).mean().backward()
@@ -88,10 +90,11 @@ def _float64():
     torch.set_default_dtype(before)
 
 
+@pytest.mark.parametrize("budget", [0, None])  # ghost norms everywhere / materialised
 @pytest.mark.parametrize("clip", [1e3, 0.05])
-def test_norms_and_clipped_sum_match_autograd(clip):
+def test_norms_and_clipped_sum_match_autograd(clip, budget):
     torch.manual_seed(0)
-    _check(Toy(), clip)
+    _check(Toy(), clip, budget=budget)
 
 
 def test_tied_weight_includes_the_cross_term():
@@ -116,12 +119,14 @@ def test_per_user_norm_over_the_union_of_a_users_examples():
     torch.manual_seed(3)
     groups = torch.tensor([0, 1, 0, 2, 1])
     _check(Toy(tied=True), 0.05, groups=groups)
+    _check(Toy(), 0.05, groups=groups, budget=0)
 
 
-def test_materialised_and_ghost_paths_agree():
-    """2-D inputs (T = 1) take the materialised path; long sequences the Gram path."""
+@pytest.mark.parametrize("budget", [0, 10**6])
+def test_materialised_and_ghost_paths_agree(budget):
+    """Budget 0: Gram (ghost) norms for every weight; a large budget materialises them."""
     torch.manual_seed(4)
-    lin = nn.Linear(3, 2)  # r c = 6 < T (r + c) = 5 T for T >= 2: materialised
+    lin = nn.Linear(3, 2)
     x = torch.randn(B, 8, 3)
     y = torch.randn(B, 8, 2)
 
@@ -132,8 +137,8 @@ def test_materialised_and_ghost_paths_agree():
             loss = ((model(x[i : i + 1]) - y[i : i + 1]) ** 2).sum()
             ref.append(torch.autograd.grad(loss, params))
         norms = torch.stack([torch.sqrt(sum((g**2).sum() for g in gs)) for gs in ref])
-        bk = BookKeepingModule(model, max_grad_norm=0.1)
-        ((bk(x) - y) ** 2).sum((1, 2)).mean().backward()
+        bk = BookKeepingModule(model, max_grad_norm=0.1, materialise_budget=budget)
+        ((bk(x) - y) ** 2).reshape(B, -1).sum(1).mean().backward()
         torch.testing.assert_close(bk.last_norms.double(), norms)
         coef = (0.1 / (norms + 1e-6)).clamp(max=1.0)
         for k, p in enumerate(params):
@@ -143,9 +148,12 @@ def test_materialised_and_ghost_paths_agree():
         bk.remove_hooks()
 
     run(lin)
-    wide = nn.Linear(40, 30)  # r c = 1200 > 8 · 70: Gram path
+    wide = nn.Linear(40, 30)  # wider than long: materialised with the narrower factor first
     x, y = torch.randn(B, 8, 40), torch.randn(B, 8, 30)
     run(wide)
+    flat = nn.Linear(40, 30)  # 2-D inputs: T = 1
+    x, y = torch.randn(B, 40), torch.randn(B, 30)
+    run(flat)
 
 
 def test_no_weight_gradient_is_computed_by_autograd():
@@ -165,11 +173,16 @@ def test_no_weight_gradient_is_computed_by_autograd():
     plain = mm_count(model)
     model.zero_grad(set_to_none=True)
     bk = BookKeepingModule(model, max_grad_norm=1.0)
+    clip = bk._clip_and_write
+    bk._clip_and_write = lambda records: None  # count autograd's own work only
     got = mm_count(bk)
     # non-private: 2 weight-gradient mm + 1 input-gradient mm (the first layer needs none)
     assert plain == 3
-    # book-keeping: the one input-gradient mm in autograd; the clipped sums are einsums (bmm)
+    # book-keeping: the one input-gradient mm; weight gradients come from the clipping step
     assert got == 1
+    assert all(p.grad is None for p in model.parameters())
+    bk._clip_and_write = clip
+    bk(x).pow(2).sum((1, 2)).mean().backward()
     assert all(p.grad is not None for p in model.parameters())
 
 
