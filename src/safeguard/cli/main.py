@@ -33,6 +33,7 @@ VERBS: tuple[str, ...] = (
     "safeguard.cli.scrub_cmds",
     "safeguard.cli.train_cmds",
     "safeguard.cli.serve_cmds",
+    "safeguard.cli.eval_cmds",
 )
 
 log = logging.getLogger("safeguard")
