@@ -193,3 +193,57 @@ def test_generate_writes_a_signed_manifest_that_verifies(tmp_path, model_dir):
         str(manifest),
     )
     assert proc.returncode == 2 and "--out FILE" in proc.stderr
+
+
+def test_detect_localize_finds_the_pasted_watermarked_span(tmp_path, model_dir):
+    import numpy as np
+
+    from safeguard.watermark import WatermarkKey
+    from safeguard.watermark.evaluation.attacks import homoglyphs
+    from safeguard.watermark.tokenizer import load_tokenizer
+
+    key = tmp_path / "key.json"
+    tok = load_tokenizer(model_dir)
+    WatermarkKey.from_secret(b"\x51" * 32, "gumbel").bind(tok).save(key)
+    marked, plain = tmp_path / "marked.jsonl", tmp_path / "plain.jsonl"
+    common = ["--model", str(model_dir), "--key", str(key), "--seed", "3"]
+    sizes = ["--max-new-tokens", "150", "--min-new-tokens", "150"]
+    sg("generate", *common, *sizes, "--prompt", "The river", "--out", str(marked), check_rc=0)
+    sizes = ["--max-new-tokens", "200", "--min-new-tokens", "200"]
+    prompts = ["--prompt", "A small library", "--prompt", "The market"]
+    sg("generate", *common, *sizes, *prompts, "--no-watermark", "--out", str(plain), check_rc=0)
+    wm_text = json.loads(marked.read_text())["text"]
+    before, after = (json.loads(x)["text"] for x in plain.read_text().splitlines())
+    mixed = before + wm_text + after
+    data = tmp_path / "mixed.jsonl"
+    records = [mixed, homoglyphs(mixed, 0.3, rng=np.random.default_rng(0)), before + after]
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in records))
+
+    res = sg("detect", str(data), "--key", str(key), "--tokenizer", str(model_dir), "--localize")
+    assert res.returncode == 1, res.stderr
+    out = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [x["line"] for x in out] == [1, 2, 3]
+    # The untrained model's tokens are often not the tokenizer's own encoding of their text, so
+    # re-encoding loses part of the watermark and the span can come out in fragments: each
+    # fragment must lie in the pasted text (give or take 12 tokens) and together they must
+    # cover at least a quarter of it.
+    lo = len(tok(before)["input_ids"])
+    hi = lo + len(tok(wm_text)["input_ids"])
+    for rec in out[:2]:  # the clean mix, and the same with look-alike letters (normalised)
+        loc = rec["localization"]
+        assert loc["is_watermarked"] and loc["method"] == "bonferroni", loc
+        assert "p_value" in rec and "is_watermarked" in rec  # the whole-text result stays
+        for span in loc["spans"]:
+            assert span["p_value"] <= 1e-3 and span["text"] and span["text"] in mixed
+            assert lo - 12 <= span["start"] < span["end"] <= hi + 12, (lo, hi, span)
+        covered = sum(s["end"] - s["start"] for s in loc["spans"])
+        assert covered >= (hi - lo) / 4, (covered, lo, hi)
+    # human text alone: no span (a false one has probability <= 1e-3)
+    assert out[2]["localization"]["spans"] == []
+    assert "3 records, 2 with watermarked spans at fpr=0.001" in res.stderr
+
+    two_keys = sg(
+        "detect", str(data), "--key", str(key), "--key", str(key), "--tokenizer", str(model_dir),
+        "--localize",
+    )  # fmt: skip
+    assert two_keys.returncode == 2 and "exactly one key of the gumbel scheme" in two_keys.stderr

@@ -93,6 +93,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="-", help="output JSONL (default: stdout)")
     p.add_argument(
+        "--localize",
+        action="store_true",
+        help="also find watermarked spans in each text (gumbel, one key): adds `localization` "
+        "with token spans, their text and family-wise p-values; a record is then flagged when "
+        "a span is found (the whole text is one of the windows tested)",
+    )
+    p.add_argument(
+        "--min-window",
+        type=int,
+        default=16,
+        help="smallest window for --localize, in scored tokens (default 16)",
+    )
+    p.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="tokenize texts as they are (default: undo zero-width characters, Unicode spaces "
+        "and look-alike letters first; ASCII text is unchanged either way)",
+    )
+    p.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -252,7 +271,7 @@ def _write_generation_manifest(args: argparse.Namespace, key: Any, prompts: list
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from safeguard.watermark import Watermarker, WatermarkKey, detect_many
+    from safeguard.watermark import Watermarker, WatermarkKey, detect_many, normalize_text
     from safeguard.watermark.tokenizer import load_tokenizer
 
     if args.fpr is None:
@@ -270,8 +289,20 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for key in keys:
         key.check_tokenizer(tokenizer)
     options = {} if args.resolution is None else {"resolution": args.resolution}
+    localize = getattr(args, "localize", False)
+    if localize:
+        if len(keys) != 1 or keys[0].scheme != "gumbel":
+            raise ConfigError(
+                "--localize needs exactly one key of the gumbel scheme; got "
+                + ", ".join(f"{k.key_id} ({k.scheme})" for k in keys)
+            )
+        if getattr(args, "engine", "local") == "ray":
+            raise ConfigError("--localize runs on the local engine; drop --engine ray")
+        if args.min_window < 1:
+            raise ConfigError(f"--min-window (={args.min_window}) must be >= 1; typical: 16-64")
     if getattr(args, "engine", "local") == "ray":
         return _detect_ray(args, keys, tokenizer, options)
+    clean = (lambda t: t) if getattr(args, "no_normalize", False) else normalize_text
     try:
         source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
@@ -315,6 +346,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
                         keys, ids, prompt_ids=prompt_ids, false_positive_rate=args.fpr, **options
                     )
                     payload, hit = multi.to_dict(), multi.is_watermarked
+                if localize and single is not None:
+                    payload, hit = _with_spans(single, tokenizer, ids, prompt_ids, payload, args)
             except ValueError as exc:
                 counters["errors"] += 1
                 sink.write(json.dumps({"line": n, "error": str(exc)}) + "\n")
@@ -335,9 +368,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 if not isinstance(text, str) or not text.strip():
                     raise ValueError(f"field {args.field!r} is empty or not a string")
                 prompt = record.get(args.prompt_field) if args.prompt_field else None
-                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                ids = tokenizer(clean(text), add_special_tokens=False)["input_ids"]
                 prompt_ids = (
-                    tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else None
+                    tokenizer(clean(prompt), add_special_tokens=False)["input_ids"]
+                    if prompt
+                    else None
                 )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 flush(pending)  # keep output in input order
@@ -355,12 +390,35 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if sink is not sys.stdout:
             sink.close()
     flagged, errors, total = counters["flagged"], counters["errors"], counters["total"]
+    what = "with watermarked spans" if localize else "flagged"
     sys.stderr.write(
-        f"safeguard detect: {total} records, {flagged} flagged at fpr={args.fpr:g}, {errors} could not be processed\n"
+        f"safeguard detect: {total} records, {flagged} {what} at fpr={args.fpr:g}, {errors} could not be processed\n"
     )
     if errors:
         return 2
     return 1 if flagged else 0
+
+
+def _with_spans(
+    wm: Any,
+    tokenizer: Any,
+    ids: list[int],
+    prompt_ids: list[int] | None,
+    payload: dict[str, Any],
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], bool]:
+    """Add ``localization`` (spans with their text) to a record's detection payload."""
+    res = wm.localize(
+        ids,
+        prompt_ids=prompt_ids,
+        false_positive_rate=args.fpr,
+        min_window=args.min_window,
+        vocab_size=len(tokenizer),
+    )
+    located = res.to_dict()
+    for span in located["spans"]:
+        span["text"] = tokenizer.decode(ids[span["start"] : span["end"]])
+    return {**payload, "localization": located}, res.is_watermarked
 
 
 def _detect_ray(args: argparse.Namespace, keys: list[Any], tokenizer: Any, options: dict) -> int:

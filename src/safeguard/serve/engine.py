@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from safeguard.serve.keystore import KeyEntry
+from safeguard.watermark.normalize import normalize_text
 from safeguard.watermark.result import DetectionResult, MultiKeyResult
 from safeguard.watermark.stats import holm
 
@@ -29,8 +30,12 @@ class TextOutcome:
 
 
 def _tokenize(tokenizer: Any, texts: Sequence[str | None]) -> list[list[int] | None]:
+    # Unicode edits (zero-width, look-alike letters, odd spaces) are undone first, as in
+    # Watermarker.detect_text; ASCII text is unchanged by it.
     return [
-        None if t is None else list(tokenizer(t, add_special_tokens=False)["input_ids"])
+        None
+        if t is None
+        else list(tokenizer(normalize_text(t), add_special_tokens=False)["input_ids"])
         for t in texts
     ]
 
