@@ -213,3 +213,15 @@ def test_bad_names_and_rates_are_clear_errors():
         apply_attack("dilute", [1, 2], rate=0.5, tokenizer=tok, rng=rng())
     with pytest.raises(UsageError, match=r"< 1"):
         apply_attack("dilute", [1, 2], rate=1.0, tokenizer=tok, rng=rng(), human_ids=[3, 4])
+
+
+def test_detection_side_normalisation_undoes_every_unicode_edit():
+    from safeguard.watermark.normalize import CONFUSABLES, normalize_text
+
+    for letter, glyphs in HOMOGLYPHS.items():
+        assert all(CONFUSABLES[g] == letter for g in glyphs)
+    assert all(unicodedata.category(c) == "Cf" for c in ZERO_WIDTH)
+    assert all(unicodedata.category(c) == "Zs" for c in SPACE_VARIANTS)
+    for seed in range(20):
+        for fn in (homoglyphs, zero_width, whitespace):
+            assert normalize_text(fn(TEXT, 0.5, rng=rng(seed))) == TEXT
