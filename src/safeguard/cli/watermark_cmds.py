@@ -439,6 +439,7 @@ def _detect_ray(args: argparse.Namespace, keys: list[Any], tokenizer: Any, optio
             false_positive_rate=args.fpr,
             options=options,
             batch_size=BATCH,
+            normalize=not getattr(args, "no_normalize", False),
         )
     finally:
         if sink is not sys.stdout:

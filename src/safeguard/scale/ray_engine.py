@@ -151,8 +151,9 @@ class _DetectWorker:
         prompt_field: str | None,
         fpr: float,
         options: dict[str, Any],
+        normalize: bool = True,
     ) -> None:
-        from safeguard.watermark import Watermarker
+        from safeguard.watermark import Watermarker, normalize_text
 
         self.keys = list(keys)
         self.tokenizer = tokenizer
@@ -160,6 +161,7 @@ class _DetectWorker:
         self.prompt_field = prompt_field
         self.fpr = fpr
         self.options = options
+        self.clean = normalize_text if normalize else (lambda t: t)
         self.single = Watermarker(self.keys[0]) if len(self.keys) == 1 else None
         self.vocab = len(tokenizer)
 
@@ -169,9 +171,11 @@ class _DetectWorker:
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"field {self.field!r} is empty or not a string")
         prompt = record.get(self.prompt_field) if self.prompt_field else None
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(self.clean(text), add_special_tokens=False)["input_ids"]
         prompt_ids = (
-            self.tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else None
+            self.tokenizer(self.clean(prompt), add_special_tokens=False)["input_ids"]
+            if prompt
+            else None
         )
         return ids, prompt_ids
 
@@ -261,6 +265,7 @@ def detect_file(
     input_format: str | None = None,
     batch_size: int = 1024,
     num_workers: int | None = None,
+    normalize: bool = True,
 ) -> DetectCounts:
     """Detect watermarks in every record of a JSONL or Parquet file on Ray Data.
 
@@ -279,6 +284,8 @@ def detect_file(
         input_format: ``jsonl`` or ``parquet`` (default: from the suffix).
         batch_size: Records per detection batch (and per Ray block).
         num_workers: Concurrent detection tasks (default: the cluster's CPUs).
+        normalize: Undo Unicode edits (zero-width characters, look-alike letters, exotic
+            spaces) before tokenizing, as ``safeguard detect`` does by default.
 
     Returns:
         The counts for the summary and the exit code.
@@ -307,6 +314,7 @@ def detect_file(
                     "prompt_field": prompt_field,
                     "fpr": false_positive_rate,
                     "options": dict(options or {}),
+                    "normalize": normalize,
                 },
             },
             batch_size=batch_size,

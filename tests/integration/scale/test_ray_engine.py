@@ -59,6 +59,9 @@ def detect_records(world) -> list[dict]:
         recs.append({"text": world.watermarked_text(a1, 60 + 10 * i, seed=100 + i), "p": "w1 w2"})
         recs.append({"text": world.plain_text(70, seed=200 + i), "p": None})
     recs.append({"text": world.watermarked_text(world.keys["a2"], 90, seed=300), "p": "w3"})
+    # Zero-width characters every few letters: both engines undo them before tokenizing.
+    marked = world.watermarked_text(a1, 80, seed=400)
+    recs.append({"text": "\u200b".join(marked[i : i + 4] for i in range(0, len(marked), 4))})
     return recs
 
 
@@ -93,9 +96,20 @@ def test_detect_jsonl_ray_equals_in_process(ray_session, world, tmp_path):
     rc, out, err = local
     assert rc == 2  # some records could not be processed
     rows = [json.loads(x) for x in out.splitlines()]
-    assert sum(1 for r in rows if r.get("is_watermarked")) >= 6
+    assert sum(1 for r in rows if r.get("is_watermarked")) >= 7  # the zero-width record too
     assert sum(1 for r in rows if "error" in r) == 6
-    assert "20 records" in err  # 14 valid + 6 bad; the 2 blank lines are skipped
+    assert "21 records" in err  # 15 valid + 6 bad; the 2 blank lines are skipped
+
+
+def test_detect_ray_honours_no_normalize_like_in_process(ray_session, world, tmp_path):
+    src = write_detect_jsonl(tmp_path / "in.jsonl", world)
+    key = ("--key", str(world.key_store / "a1.json"))
+    common = ("detect", str(src), *key, "--tokenizer", str(world.tok_dir), "--no-normalize")
+    local = sg(*common, "--engine", "local")
+    remote = sg(*common, "--engine", "ray")
+    assert same_run(remote, local)
+    normalised = run_detect(world, src, "local", "a1")
+    assert local[1] != normalised[1]  # the zero-width record reads differently without it
 
 
 def test_detect_parquet_on_ray_equals_in_process_on_the_same_records(ray_session, world, tmp_path):
@@ -107,7 +121,8 @@ def test_detect_parquet_on_ray_equals_in_process_on_the_same_records(ray_session
     remote = run_detect(world, tmp_path / "in.parquet", "ray", "a1", "a2")
     assert same_run(remote, local) and local[0] == 1  # flagged, no errors
     rows = [json.loads(x) for x in local[1].splitlines()]
-    assert rows[-1]["best_key_id"] == world.keys["a2"].key_id and rows[-1]["is_watermarked"]
+    assert rows[-2]["best_key_id"] == world.keys["a2"].key_id and rows[-2]["is_watermarked"]
+    assert rows[-1]["best_key_id"] == world.keys["a1"].key_id and rows[-1]["is_watermarked"]
 
 
 def test_detect_ray_refuses_stdin_and_missing_files(ray_session, world, tmp_path):
