@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from safeguard.errors import ConfigError
+from safeguard.errors import ConfigError, PrivacyError
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,8 @@ class BookKeepingModule(nn.Module):
     ``loss_reduction="mean"``): the output gradients are rescaled by the batch size. After
     the backward, ``p.grad`` holds ``Σ_u c_u G_u`` summed over the batch's privacy units
     (examples, or users when :attr:`groups` is set) and :attr:`last_norms` holds ‖G_u‖.
+    Whatever the loss scaling, each unit adds at most C to ``p.grad``: the clip factor is
+    computed on the gradient actually summed.
 
     Args:
         module: The model. Every layer with trainable parameters must be ``nn.Linear``,
@@ -195,6 +197,7 @@ class BookKeepingModule(nn.Module):
         self.max_grad_norm = float(max_grad_norm)
         self.materialise_budget = int(materialise_budget)
         self.groups: torch.Tensor | None = None
+        self.require_groups = False
         self.last_norms: torch.Tensor | None = None
         self._enabled = True
         self._records: list[_Record] = []
@@ -322,6 +325,12 @@ class BookKeepingModule(nn.Module):
         groups = self.groups
         self.groups = None
         units = batch
+        if groups is None and self.require_groups:
+            raise PrivacyError(
+                "book-keeping clipping with several examples per user got no user ids for this batch, "
+                "so it cannot clip per user; compute the loss with PrivateTraining.loss_per_example "
+                "or train_step (they pass the batch's user ids on)"
+            )
         if groups is not None:
             if groups.shape[0] != batch:
                 raise ConfigError(

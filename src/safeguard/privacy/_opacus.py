@@ -873,6 +873,8 @@ def _preflight_grads(
     try:
         run.optimizer.zero_grad(set_to_none=True)
         losses = run.loss_per_example(batch, loss_fn=loss_fn)
+        if isinstance(model, BookKeepingModule):
+            model.groups = torch.arange(n)  # the probe is compared per example
         losses.mean().backward()
         norms_only = run.grad_sample_mode in {"ghost", "bk"}
         if run.grad_sample_mode == "ghost":
@@ -1163,6 +1165,10 @@ def make_private(
         raise ConfigError(f"grad_sample_mode={mode!r} cannot wrap this model: {exc}") from exc
     if config.poisson_sampling and mode != "bk":
         dp_model.forbid_grad_accumulation()
+    if mode == "bk" and config.max_examples_per_user > 1:
+        dp_model.require_groups = (
+            True  # a batch without user ids is refused, not clipped per example
+        )
 
     expected_batch = sample_rate * num_units
     if distributed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from safeguard.errors import ConfigError
+from safeguard.errors import ConfigError, PrivacyError
 from safeguard.privacy import DPConfig, make_private
 from safeguard.privacy._bk import BookKeepingModule
 from safeguard.privacy._opacus import _choose_mode, _slice
@@ -168,3 +168,24 @@ def test_unsupported_layers_and_dpddp_are_refused(llama, gpt2, tiny):
         _choose_mode(DPConfig(noise_multiplier=1.0, grad_sample_mode="bk"), gpt2, True)
     auto = DPConfig(noise_multiplier=1.0)
     assert _choose_mode(auto, gpt2, True) == "hooks"  # tied: ghost cannot, bk not under DDP
+
+
+def test_per_user_clipping_refuses_a_batch_without_user_ids(tiny):
+    model = tiny.gpt2()
+    data = torch.utils.data.DataLoader(tiny.TokenDataset(32, groups=8), batch_size=4)
+    run = make_private(
+        model=model,
+        optimizer=tiny.sgd(model),
+        data_loader=data,
+        config=DPConfig(
+            noise_multiplier=1.0,
+            target_delta=1e-2,
+            group_by="patient_id",
+            unit="user",
+            max_examples_per_user=2,
+        ),
+    )
+    batch = next(iter(tiny.loader(batch_size=4)))  # no patient_id: no per-user units
+    out = run.model(input_ids=batch["input_ids"], labels=batch["input_ids"])
+    with pytest.raises(PrivacyError, match="user ids"):
+        out.loss.backward()
