@@ -203,14 +203,18 @@ class BookKeepingModule(nn.Module):
         self._records: list[_Record] = []
         self._queued = False
         self._covered: list[tuple[nn.Module, str]] = []
+        self._kinds: dict[int, str] = {}
         self._handles: list[Any] = []
         for m in module.modules():
             kind = _kind(m)
             if kind is None or not any(p.requires_grad for p in m.parameters(recurse=False)):
                 continue
             self._covered.append((m, kind))
+            self._kinds[id(m)] = kind
             self._handles.append(m.register_forward_hook(self._forward_hook))
         self._trainable = [p for p in module.parameters() if p.requires_grad]
+        self._live = list(self._trainable)  # the trainable weights of the last forward
+        self._in_forward = False
 
     # ------------------------------------------------------------------ switches
     def enable_hooks(self) -> None:
@@ -227,12 +231,16 @@ class BookKeepingModule(nn.Module):
     @contextlib.contextmanager
     def _weights_frozen(self) -> Iterator[None]:
         """Weights out of the autograd graph for one forward (no weight gradients in backward)."""
-        for p in self._trainable:
+        live = [p for p in self._trainable if p.requires_grad]
+        self._live = live
+        for p in live:
             p.requires_grad_(False)
+        self._in_forward = True
         try:
             yield
         finally:
-            for p in self._trainable:
+            self._in_forward = False
+            for p in live:
                 p.requires_grad_(True)
 
     # ------------------------------------------------------------------ forward / hooks
@@ -254,10 +262,15 @@ class BookKeepingModule(nn.Module):
     def _forward_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
         if not (self._enabled and module.training and torch.is_grad_enabled()):
             return None
+        if not self._in_forward:
+            raise PrivacyError(
+                f"layer {type(module).__name__} ran in training mode outside the book-keeping wrapper: "
+                "its gradients would not be clipped. Call the wrapped model (PrivateTraining.model), "
+                "or run the inner model under torch.no_grad() or in eval mode"
+            )
         if not isinstance(output, torch.Tensor) or not inputs:
             return None
-        kind = _kind(module)
-        assert kind is not None
+        kind = self._kinds[id(module)]
         if not output.requires_grad:
             # The first trainable layers: their inputs carry no gradient and their weights are
             # out of the graph, so anchor the output to a zero leaf to start the backward here.
@@ -282,7 +295,7 @@ class BookKeepingModule(nn.Module):
             self._clip_and_write(records)
 
     def _uses(self, records: list[_Record]) -> tuple[dict[int, _ParamUses], int]:
-        uses: dict[int, _ParamUses] = {id(p): _ParamUses(p) for p in self._trainable}
+        uses: dict[int, _ParamUses] = {id(p): _ParamUses(p) for p in self._live}
         batch = 0
         for rec in records:
             g = rec.grad
@@ -295,17 +308,17 @@ class BookKeepingModule(nn.Module):
             if rec.kind in {"linear", "conv1d"}:
                 g3 = _flat3(g)
                 a3 = _flat3(rec.inp).to(g3.dtype)
-                if weight is not None and weight.requires_grad:
+                if weight is not None and id(weight) in uses:
                     f = _Factor(g3, a3) if rec.kind == "linear" else _Factor(a3, g3)
                     uses[id(weight)].matrices.append(f)
-                if bias is not None and bias.requires_grad:
+                if bias is not None and id(bias) in uses:
                     uses[id(bias)].vectors.append(g3.sum(1))
             elif rec.kind == "embedding":
                 ids = rec.inp.reshape(rec.inp.shape[0], -1)
                 e = _flat3(g)
                 if m.padding_idx is not None:
                     e = e.masked_fill((ids == m.padding_idx).unsqueeze(-1), 0)
-                if weight is not None and weight.requires_grad:
+                if weight is not None and id(weight) in uses:
                     f = _Factor(ids, e, onehot_rows=True, num_rows=m.num_embeddings)
                     uses[id(weight)].matrices.append(f)
             else:  # layernorm
@@ -313,10 +326,10 @@ class BookKeepingModule(nn.Module):
                 xhat = nn.functional.layer_norm(x, m.normalized_shape, eps=m.eps)
                 keep = (0, *range(x.dim() - len(m.normalized_shape), x.dim()))
                 summed = tuple(d for d in range(x.dim()) if d not in keep)
-                if weight is not None and weight.requires_grad:
+                if weight is not None and id(weight) in uses:
                     gw = g * xhat
                     uses[id(weight)].vectors.append(gw.sum(summed) if summed else gw)
-                if bias is not None and bias.requires_grad:
+                if bias is not None and id(bias) in uses:
                     uses[id(bias)].vectors.append(g.sum(summed) if summed else g)
         return uses, batch
 

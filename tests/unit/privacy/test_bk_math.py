@@ -201,3 +201,20 @@ def test_unsupported_layer_is_named():
     # a frozen unsupported layer is fine
     model[1].requires_grad_(False)
     BookKeepingModule(model, max_grad_norm=1.0).remove_hooks()
+
+
+def test_inner_model_called_directly_is_refused_and_later_freezing_holds():
+    from safeguard.errors import PrivacyError
+
+    torch.manual_seed(6)
+    model = Toy()
+    bk = BookKeepingModule(model, max_grad_norm=1.0)
+    ids, target = _data()
+    with pytest.raises(PrivacyError, match="outside the book-keeping wrapper"):
+        model(ids)  # training mode, grad on: would bypass clipping
+    with torch.no_grad():
+        model(ids)  # evaluation is fine
+    model.ln.requires_grad_(False)  # frozen after wrapping: stays frozen, gets no gradient
+    _losses(bk, ids, target).mean().backward()
+    assert not model.ln.weight.requires_grad and model.ln.weight.grad is None
+    assert model.lin.weight.requires_grad and model.lin.weight.grad is not None
