@@ -167,3 +167,14 @@ def test_kgw_on_tiny_gpt2(lm):
     p = [kgw.pvalue(enc["input_ids"][i], out[i, prompt_len:]) for i in range(2)]
     # the tiny model's entropy is high, so 40 tokens carry plenty of signal
     assert max(p) < 1e-3, p
+
+
+def test_batched_pvalues_equal_one_by_one(null_texts):
+    """The batch paths (one green list per previous token, one g-value pass per length) agree."""
+    rng = np.random.default_rng(5)
+    prompts = [p for p, _ in null_texts] + [rng.integers(0, VOCAB, size=PROMPT)]
+    gens = [g for _, g in null_texts] + [rng.integers(0, VOCAB, size=17)]
+    gens[0] = np.concatenate([gens[0][:20], gens[0][:20]])  # repeated pairs and n-grams
+    for scheme in (KGW(hashing_key=99, vocab_size=VOCAB), SynthID(seed=4)):
+        one_by_one = np.array([scheme.pvalue(p, g) for p, g in zip(prompts, gens, strict=True)])
+        np.testing.assert_allclose(scheme.pvalues(prompts, gens), one_by_one, rtol=1e-12)

@@ -289,6 +289,38 @@ class KGW:
         gen = _ids(generated_ids, "generated_ids")
         return float(self.prefix_pvalues(prompt_ids, gen, [gen.size])[0])
 
+    def pvalues(self, prompts: Sequence[Any], generated: Sequence[Any]) -> np.ndarray:
+        """:meth:`pvalue` of many texts; each green list is drawn once for the whole batch."""
+        seqs = []
+        for prompt_ids, generated_ids in zip(prompts, generated, strict=True):
+            prompt = _ids(prompt_ids, "prompt_ids")
+            if prompt.size == 0:
+                raise DetectionError(
+                    "`prompt_ids` is empty; KGW keys the first generated token by the last "
+                    "prompt token"
+                )
+            seqs.append(np.concatenate([prompt[-1:], _ids(generated_ids, "generated_ids")]))
+        vocab = self._vocab()
+        masks: dict[int, np.ndarray] = {}
+        for prev in np.unique(np.concatenate([q[:-1] for q in seqs])) if seqs else []:
+            mask = np.zeros(vocab, dtype=bool)
+            mask[
+                kgw_greenlist(
+                    int(prev),
+                    vocab_size=vocab,
+                    greenlist_ratio=self.greenlist_ratio,
+                    hashing_key=self._hashing_key,
+                    device=self.device,
+                )
+            ] = True
+            masks[int(prev)] = mask
+        out = np.empty(len(seqs))
+        for i, q in enumerate(seqs):
+            pairs = np.unique(np.stack([q[:-1], q[1:]], axis=1), axis=0)
+            green = sum(int(masks[int(a)][int(b)]) for a, b in pairs)
+            out[i] = stats.binom.sf(green - 1, len(pairs), self.greenlist_ratio)
+        return out
+
     def normal_pvalues(
         self, prompt_ids: Any, generated_ids: Any, lengths: Sequence[int]
     ) -> np.ndarray:
@@ -427,3 +459,26 @@ class SynthID:
     def pvalue(self, prompt_ids: Any, generated_ids: Any) -> float:
         gen = _ids(generated_ids, "generated_ids")
         return float(self.prefix_pvalues(prompt_ids, gen, [gen.size])[0])
+
+    def pvalues(self, prompts: Sequence[Any], generated: Sequence[Any]) -> np.ndarray:
+        """:meth:`pvalue` of many texts; texts of equal length share one batched g-value pass."""
+        del prompts  # the processor's context starts from zero padding, never the prompt
+        gens = [_ids(g, "generated_ids") for g in generated]
+        out = np.empty(len(gens))
+        by_length: dict[int, list[int]] = {}
+        for i, g in enumerate(gens):
+            by_length.setdefault(g.size, []).append(i)
+        proc = self.processor
+        for idx in by_length.values():
+            for start in range(0, len(idx), 256):
+                chunk = idx[start : start + 256]
+                pad = np.zeros((len(chunk), self.ngram_len - 1), dtype=np.int64)
+                batch = np.concatenate([pad, np.stack([gens[i] for i in chunk])], axis=1)
+                seq = torch.from_numpy(batch).to(self.device)
+                with torch.no_grad():
+                    g = proc.compute_g_values(seq).sum(dim=2).cpu().numpy()
+                    mask = proc.compute_context_repetition_mask(seq).bool().cpu().numpy()
+                n = mask.sum(axis=1) * self.num_layers
+                score = (g * mask).sum(axis=1)
+                out[chunk] = stats.binom.sf(score - 1, n, self.q)
+        return out
