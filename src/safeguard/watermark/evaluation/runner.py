@@ -129,7 +129,7 @@ class EvalConfig:
     synthid_null_keys: int = 4
     permutation_null: int = 200
     entropies: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0)
-    entropy_texts: int = 24
+    entropy_texts: int = 16
     entropy_tokens: int = 100
     localize_docs: int = 40
     seed: int = 0
@@ -435,8 +435,7 @@ def _generate(
             scheme, config.seed, key_index, int(model.config.vocab_size)
         ).generation_config(model.config)
     torch.manual_seed(int.from_bytes(_secret(config.seed, "sample", scheme)[:4], "little"))
-    # transformers' SynthID processor is superlinear in the batch size: batch 1.
-    batch = 1 if scheme == "synthid" else config.batch_size
+    batch = config.batch_size
     out: list[np.ndarray] = []
     starts = range(0, len(prompts), batch)
     for s in progress.bar(starts, f"generate {scheme or 'plain'}", total=len(starts)):
