@@ -954,6 +954,14 @@ def _choose_mode(config: DPConfig, model: nn.Module, distributed: bool = False) 
             "`grad_sample_mode` (='bk') does not support `distributed=True` (DPDDP): its clipped sums "
             "are written outside the DDP gradient hooks. Use grad_sample_mode='ghost' or 'hooks'"
         )
+    base = _base_hf_model(model)
+    checkpointing = bool(getattr(base, "is_gradient_checkpointing", False))
+    if config.grad_sample_mode == "bk" and checkpointing:
+        raise ConfigError(
+            "`grad_sample_mode` (='bk') does not support gradient checkpointing (the forward re-run "
+            "inside the backward bypasses its bookkeeping): call model.gradient_checkpointing_disable(), "
+            "or use grad_sample_mode='ghost' or 'hooks'"
+        )
     tied = _tied_trainable(model)
     if config.grad_sample_mode == "ghost" and tied:
         raise ConfigError(
@@ -967,8 +975,8 @@ def _choose_mode(config: DPConfig, model: nn.Module, distributed: bool = False) 
         return config.grad_sample_mode
     if _is_peft(model):
         return "hooks"
-    hf = _base_hf_model(model) is not None
-    if hf and not distributed and not bk_unsupported_layers(model):
+    hf = base is not None
+    if hf and not distributed and not checkpointing and not bk_unsupported_layers(model):
         return "bk"
     if tied:
         return "hooks"
