@@ -955,7 +955,12 @@ def _choose_mode(config: DPConfig, model: nn.Module, distributed: bool = False) 
             "are written outside the DDP gradient hooks. Use grad_sample_mode='ghost' or 'hooks'"
         )
     base = _base_hf_model(model)
-    checkpointing = bool(getattr(base, "is_gradient_checkpointing", False))
+    flag = (
+        "is_activation_checkpointing"  # transformers ≥ 5 name; the old one warns
+        if hasattr(type(base), "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
+    checkpointing = bool(getattr(base, flag, False))
     if config.grad_sample_mode == "bk" and checkpointing:
         raise ConfigError(
             "`grad_sample_mode` (='bk') does not support gradient checkpointing (the forward re-run "
