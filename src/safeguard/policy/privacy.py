@@ -36,7 +36,7 @@ class PrivacyPolicy(Section):
     max_epsilon: float | None = Field(default=None, gt=0.0)
     epochs: float | None = Field(default=None, gt=0.0)
     batch_size: int | None = Field(default=None, gt=0)
-    grad_sample_mode: Literal["auto", "hooks", "functorch", "ghost"] | None = None
+    grad_sample_mode: Literal["auto", "hooks", "functorch", "ghost", "bk"] | None = None
     max_examples_per_user: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")

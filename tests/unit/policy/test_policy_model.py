@@ -123,3 +123,19 @@ def test_provenance_section_defaults_and_key_ids() -> None:
     assert prov.trusted_key_ids == ["ab" * 32]
     assert prov.signing_required is True and prov.min_signatures == 1 and prov.require_chain is True
     assert prov.key_ref is None and prov.extra_fields == {}
+
+
+@pytest.mark.parametrize("mode", ["auto", "hooks", "functorch", "ghost", "bk"])
+def test_every_grad_sample_mode_is_accepted(mode) -> None:
+    policy, problems = validate_policy_text(
+        f"schema_version: 1\nname: p\nprivacy:\n  grad_sample_mode: {mode}\n"
+    )
+    assert problems == [] and policy.privacy.grad_sample_mode == mode, problems
+
+
+def test_unknown_grad_sample_mode_is_refused() -> None:
+    policy, problems = validate_policy_text(
+        "schema_version: 1\nname: p\nprivacy:\n  grad_sample_mode: fast\n"
+    )
+    assert policy is None
+    assert [(p.path, p.line) for p in problems] == [("privacy.grad_sample_mode", 4)]
