@@ -57,6 +57,15 @@ with warnings.catch_warnings():
 
 __all__ = ["PrivateTraining", "make_private", "per_example_loss"]
 
+# Opacus' per-sample hooks sit on modules whose inputs (token ids) never require gradients;
+# torch then warns on every backward that the hook fires for the outputs only. That is the
+# case Opacus relies on, so the message is noise to a training loop.
+warnings.filterwarnings(
+    "ignore",
+    message="Full backward hook is firing when gradients are computed",
+    category=UserWarning,
+)
+
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
