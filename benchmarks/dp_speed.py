@@ -33,6 +33,7 @@ CASES = [
     ("gpt2u", "bk", "GPT-2 untied safeguard bk"),
     ("gpt2", "lora-plain", "GPT-2 LoRA r=8 non-private"),
     ("gpt2", "lora", "GPT-2 LoRA r=8 safeguard hooks"),
+    ("gpt2", "lora-bk", "GPT-2 LoRA r=8 safeguard bk"),
     ("bert", "plain", "BERT non-private"),
     ("bert", "hooks", "BERT safeguard hooks"),
     ("bert", "ghost", "BERT safeguard ghost"),
@@ -189,7 +190,7 @@ def _child(model_kind: str, mode: str, steps: int, warmup: int) -> dict:
                 target_epsilon=8.0,
                 target_delta=1e-5,
                 epochs=1,
-                grad_sample_mode="auto" if mode == "lora" else mode,
+                grad_sample_mode={"lora": "auto", "lora-bk": "bk"}.get(mode, mode),
                 seed=0,
             ),
         )

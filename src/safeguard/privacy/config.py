@@ -85,9 +85,9 @@ class DPConfig:
             clipping (one forward, one backward; Linear, Conv1D, Embedding and LayerNorm
             layers, tied embeddings included); ``ghost``: Opacus' two-backward ghost
             clipping; ``hooks`` / ``functorch``: materialised per-sample gradients. ``auto``
-            chooses hooks for LoRA/adapters, bk for full fine-tunes of Hugging Face models
-            whose trainable layers bk supports (ghost, or hooks when tied, otherwise and
-            under ``distributed``).
+            chooses bk for LoRA/adapters and full fine-tunes of Hugging Face models whose
+            trainable layers bk supports; otherwise (and under ``distributed``) hooks for
+            adapters, and ghost (or hooks when tied) for full fine-tunes.
         batch_size: Expected logical batch size (q·N); ``None`` takes the loader's.
         physical_batch_size: Largest batch held in memory; logical batches are split into
             virtual steps of this size (Opacus ``BatchMemoryManager``).

@@ -29,9 +29,25 @@ def _run(tiny, model, classes=0, **config):
     )
 
 
+@pytest.fixture
+def gpt2_lora(tiny):
+    """LoRA adapters (peft) on GPT-2's attention: only lora_A / lora_B (nn.Linear) train."""
+    peft = pytest.importorskip("peft")
+    return peft.get_peft_model(
+        tiny.gpt2(), peft.LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True)
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "classes", "budget"),
-    [("gpt2", 0, None), ("gpt2_untied", 0, None), ("gpt2_untied", 0, 0), ("bert", 2, None)],
+    [
+        ("gpt2", 0, None),
+        ("gpt2_untied", 0, None),
+        ("gpt2_untied", 0, 0),
+        ("bert", 2, None),
+        ("gpt2_lora", 0, None),
+        ("gpt2_lora", 0, 0),
+    ],
 )
 def test_norms_and_clipped_sum_equal_per_example_autograd(request, tiny, name, classes, budget):
     """budget 0: ghost (Gram) norms for every weight; default: dense weights materialised."""

@@ -65,7 +65,8 @@ def test_ghost_refuses_tied_embeddings_clearly(gpt2, tiny):
         )
 
 
-def test_lora_trains_only_adapters(tiny):
+@pytest.mark.parametrize(("mode", "expected"), [("auto", "bk"), ("hooks", "hooks")])
+def test_lora_trains_only_adapters(tiny, mode, expected):
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(
@@ -76,9 +77,9 @@ def test_lora_trains_only_adapters(tiny):
         model=model,
         optimizer=tiny.sgd(model, lr=0.5),
         data_loader=tiny.loader(),
-        config=DPConfig(noise_multiplier=1.0, target_delta=1e-3, seed=0),
+        config=DPConfig(noise_multiplier=1.0, target_delta=1e-3, seed=0, grad_sample_mode=mode),
     )
-    assert run.grad_sample_mode == "hooks"
+    assert run.grad_sample_mode == expected
     _train(run, 2)
     after = _snapshot(model)
     changed = {n for n in before if not torch.equal(before[n], after[n])}
