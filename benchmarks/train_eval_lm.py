@@ -181,11 +181,12 @@ def gcide_units(root: Path) -> Iterator[list[str]]:
             s = _clean(_drop_brackets(s))
             s = re.sub(r"^(\d+\.|\([a-z]\))\s*", "", s)
             s = re.sub(_POS, "", s)
+            s = re.sub(r"^(\d+\.|\([a-z]\))\s*", "", s)  # a sense number after the part of speech
             s = re.sub(r"\s*\([a-z]\)\s*", " ", s).strip()
             s = re.sub(r"\bSyn\.\s*--.*$", "", s).strip()
             if not _ok_sentence(s):
                 continue
-            if indent < 8 and not s.endswith((".", "!", "?")):
+            if indent < 8 and not s.endswith((".", "!", "?", '"')):
                 s += "."
             if indent < 8 and not s.startswith(head):
                 # a definition: prefix the headword so it reads as a sentence
@@ -424,7 +425,14 @@ def train(args, tok, train_stream, valid_data, out: Path) -> dict:
             logger.info("wall-clock budget reached at step %d", step)
             break
         offs = torch.randint(0, n_windows * args.seq - 1, (args.batch,), generator=gen)
-        x = torch.stack([torch.from_numpy(train_stream[o : o + args.seq]) for o in offs.tolist()])
+        # clamp so the last window stays inside the stream (leaves all other draws unchanged)
+        last = len(train_stream) - args.seq
+        x = torch.stack(
+            [
+                torch.from_numpy(train_stream[min(o, last) : min(o, last) + args.seq])
+                for o in offs.tolist()
+            ]
+        )
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total)
         loss = model(input_ids=x, labels=x).loss
