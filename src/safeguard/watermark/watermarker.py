@@ -61,6 +61,21 @@ def as_token_array(
     return arr
 
 
+def _tokens_and_prompt(
+    token_ids: Any, prompt_ids: Any, vocab_size: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validated 1-D id arrays for a text (non-empty) and its optional prompt."""
+    tokens = as_token_array(token_ids, vocab_size=vocab_size)
+    if tokens.size == 0:
+        raise DetectionError("`token_ids` is empty; there is nothing to test")
+    prompt = (
+        None
+        if prompt_ids is None
+        else as_token_array(prompt_ids, vocab_size=vocab_size, name="prompt_ids")
+    )
+    return tokens, prompt
+
+
 class Watermarker:
     """Generation and detection with one :class:`WatermarkKey`.
 
@@ -130,14 +145,7 @@ class Watermarker:
             DetectionError: Empty input or invalid ids.
         """
         fpr = _check_fpr(false_positive_rate)
-        tokens = as_token_array(token_ids, vocab_size=vocab_size)
-        if tokens.size == 0:
-            raise DetectionError("`token_ids` is empty; there is nothing to test")
-        prompt = (
-            None
-            if prompt_ids is None
-            else as_token_array(prompt_ids, vocab_size=vocab_size, name="prompt_ids")
-        )
+        tokens, prompt = _tokens_and_prompt(token_ids, prompt_ids, vocab_size)
         result = self.scheme.detect(tokens, prompt=prompt, false_positive_rate=fpr, **options)
         for message in result.warnings:
             warnings.warn(message, ShortTextWarning, stacklevel=2)
@@ -272,14 +280,7 @@ class Watermarker:
                 f"localisation supports the gumbel scheme only; key {self.key.key_id!r} uses "
                 f"{self.key.scheme!r} (use detect() for a whole-text test)"
             )
-        tokens = as_token_array(token_ids, vocab_size=vocab_size)
-        if tokens.size == 0:
-            raise DetectionError("`token_ids` is empty; there is nothing to test")
-        prompt = (
-            None
-            if prompt_ids is None
-            else as_token_array(prompt_ids, vocab_size=vocab_size, name="prompt_ids")
-        )
+        tokens, prompt = _tokens_and_prompt(token_ids, prompt_ids, vocab_size)
         positions, terms = token_scores(tokens, prompt)
         return localize_scores(
             positions,

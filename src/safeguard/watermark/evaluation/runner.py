@@ -1056,6 +1056,13 @@ def format_markdown(report: dict[str, Any]) -> str:
 _COLORS = {"gumbel": "C0", "exp": "C4", "exp-edit": "C1", "kgw": "C2", "synthid": "C3"}
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
     try:
         import matplotlib
@@ -1089,10 +1096,7 @@ def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
     ax.set_ylabel("true-positive rate")
     ax.set_title(f"ROC at {cfg['new_tokens']} tokens")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths["roc"] = out / "roc.png"
-    fig.savefig(paths["roc"], dpi=120)
-    plt.close(fig)
+    paths["roc"] = _save(plt, fig, out / "roc.png")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     lengths = report["lengths"]
@@ -1111,10 +1115,7 @@ def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
     ax.set_ylim(0, 1.02)
     ax.set_title("Tokens to detect")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths["tokens_to_detect"] = out / "tokens_to_detect.png"
-    fig.savefig(paths["tokens_to_detect"], dpi=120)
-    plt.close(fig)
+    paths["tokens_to_detect"] = _save(plt, fig, out / "tokens_to_detect.png")
 
     labels = list(report["attacks"])
     if labels:
@@ -1129,10 +1130,7 @@ def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
         ax.set_ylim(0, 1.02)
         ax.set_title("Robustness to attacks")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths["attacks"] = out / "attacks.png"
-        fig.savefig(paths["attacks"], dpi=120)
-        plt.close(fig)
+        paths["attacks"] = _save(plt, fig, out / "attacks.png")
 
     sweep = report.get("entropy_sweep")
     if sweep:
@@ -1146,8 +1144,5 @@ def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
         ax.set_yscale("log")
         ax.set_title("Power against entropy (synthetic source)")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths["entropy"] = out / "entropy.png"
-        fig.savefig(paths["entropy"], dpi=120)
-        plt.close(fig)
+        paths["entropy"] = _save(plt, fig, out / "entropy.png")
     return paths
