@@ -557,7 +557,9 @@ def run_eval(
 
     progress.stage("generating unwatermarked samples")
     plain = _generate(setup, None, setup.prompts, config, progress)
-    report["model"]["entropy_plain"] = _mean_entropy(setup, setup.prompts, plain)
+    report["model"]["entropy_plain"] = _mean_entropy(
+        setup, setup.prompts, plain, config.temperature
+    )
 
     gens: dict[str, list[np.ndarray]] = {}
     prompts_of: dict[str, list[np.ndarray]] = {}
@@ -572,7 +574,7 @@ def run_eval(
         report["schemes"][scheme] = {
             "texts": n,
             "generation_seconds": time.perf_counter() - t0,
-            "entropy": _mean_entropy(setup, prompts_of[scheme], gens[scheme]),
+            "entropy": _mean_entropy(setup, prompts_of[scheme], gens[scheme], config.temperature),
             "distortion_free": scheme in OUR_SCHEMES,
         }
 
@@ -766,15 +768,19 @@ def _thin_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, points: int = 200) -
 
 
 def _mean_entropy(
-    setup: _Setup, prompts: Sequence[np.ndarray], gens: Sequence[np.ndarray]
+    setup: _Setup,
+    prompts: Sequence[np.ndarray],
+    gens: Sequence[np.ndarray],
+    temperature: float = 1.0,
 ) -> float:
-    """Mean entropy (nats) of the model's next-token distribution at each generated position."""
+    """Mean entropy (nats) of the distribution sampled from (the model's at ``temperature``)
+    at each generated position."""
     torch = _torch()
     total, count = 0.0, 0
     with torch.no_grad():
         for p, g in zip(prompts, gens, strict=True):
             ids = torch.as_tensor(np.concatenate([p, g]))[None]
-            logits = setup.model(ids).logits[0, len(p) - 1 : -1].double()
+            logits = setup.model(ids).logits[0, len(p) - 1 : -1].double() / temperature
             logp = torch.log_softmax(logits, dim=-1)
             h = -(logp.exp() * logp).sum(-1)
             total += float(h.sum())
@@ -918,9 +924,9 @@ def _fmt_tokens(entry: dict[str, Any], cap: int) -> str:
     med, (lo, hi) = entry["median"], entry["ci"]
     if med is None:
         return f"> {cap}"
-    lo_s = "?" if lo is None else f"{lo:g}"
-    hi_s = f"> {cap}" if hi is None else f"{hi:g}"
-    return f"{med:g} [{lo_s}, {hi_s}]"
+    lo_s = "?" if lo is None else f"{lo:.3g}"
+    hi_s = f"> {cap}" if hi is None else f"{hi:.3g}"
+    return f"{med:.3g} [{lo_s}, {hi_s}]"
 
 
 def _fmt_rate(r: dict[str, Any]) -> str:
@@ -935,7 +941,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         "# Watermark evaluation",
         "",
         f"Model: {report['model']['name']} (vocabulary {report['model']['vocab_size']:,}); "
-        f"unwatermarked samples have a mean next-token entropy of "
+        f"unwatermarked samples have a mean next-token entropy (at the sampling temperature) of "
         f"{report['model']['entropy_plain']:.2f} nats. {cfg['new_tokens']} new tokens after "
         f"{cfg['prompt_tokens']}-token prompts (starts of held-out human passages), temperature "
         f"{cfg['temperature']:g}, full-vocabulary sampling. Tokens to detect: first prefix "
