@@ -972,7 +972,8 @@ def format_markdown(report: dict[str, Any]) -> str:
             null_cells.append(
                 "n/a"
                 if c is None
-                else f"{c['false_positives']}" + ("" if c["consistent"] else " ✗")
+                else f"{c['false_positives']}"
+                + ("" if c["within"] else " ✗" if not c["consistent"] else " (low)")
             )
         sub = report["attacks"].get(sub_label, {}).get(s)
         sub_tpr = _fmt_rate(sub["tpr"][0]) if sub else "—"
@@ -994,9 +995,10 @@ def format_markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "Null: human continuations of held-out passages tested under many keys; the cell is the "
-        "number of p-values at or below each level, ✗ where that count falls outside the "
-        "two-sided 95% binomial interval of the level. Permutation-tested schemes resolve "
-        "p-values down to 1e-3, so their lower levels read n/a.",
+        "number of p-values at or below each level. ✗ marks a count above what the level "
+        "allows (the 95% Clopper–Pearson interval lies above it), (low) one below the "
+        "interval (a conservative test). Permutation-tested schemes resolve p-values down to "
+        "1e-3, so their lower levels read n/a.",
         "",
         "## Attacks (TPR at FPR 0.01)",
         "",
