@@ -673,7 +673,7 @@ def run_eval(
             "keys": keys,
             "texts": int(p_null.size // keys),
             "checks": [c.to_dict() for c in metrics.fpr_check(p_null, levels)],
-            "p_values_sample": p_null[:2000].tolist(),
+            "p_values": p_null.tolist(),
         }
         fpr_grid, tpr_grid, auc = metrics.roc(
             np.asarray(report["schemes"][scheme]["p_values"]), p_null
@@ -763,7 +763,13 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 
 def _thin_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, points: int = 200) -> dict[str, Any]:
-    idx = np.unique(np.linspace(0, len(fpr) - 1, min(points, len(fpr))).astype(int))
+    """The ROC's corners (every point where TPR changes) plus a log-spaced sample of FPR."""
+    fpr, tpr = np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)
+    change = np.flatnonzero(np.diff(tpr) != 0)
+    positive = fpr[fpr > 0]
+    grid = np.geomspace(positive.min(), 1.0, points) if positive.size else np.array([], dtype=float)
+    sampled = np.searchsorted(fpr, grid).clip(0, len(fpr) - 1)
+    idx = np.unique(np.concatenate([[0, len(fpr) - 1], change, change + 1, sampled]))
     return {"fpr": fpr[idx].tolist(), "tpr": tpr[idx].tolist(), "auc": float(auc)}
 
 
@@ -1092,15 +1098,17 @@ def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
         for key, style in (("roc", "-"), ("roc_substitute_0.3", "--")):
             if key in e:
                 roc = e[key]
+                floor = 0.5 / max(report["null"].get(s, {}).get("n", 1), 1)
                 ax.plot(
-                    np.maximum(roc["fpr"], 1e-6),
+                    np.maximum(roc["fpr"], floor),
                     roc["tpr"],
                     style,
+                    drawstyle="steps-post",
                     color=_COLORS[s],
                     label=f"{s}{'' if key == 'roc' else ', 30% substituted'} (AUC {roc['auc']:.3f})",
                 )
     ax.set_xscale("log")
-    ax.set_xlabel("false-positive rate (human text)")
+    ax.set_xlabel("false-positive rate on human text (0 drawn at half of 1/n)")
     ax.set_ylabel("true-positive rate")
     ax.set_title(f"ROC at {cfg['new_tokens']} tokens")
     ax.legend(fontsize=7)
