@@ -1,11 +1,13 @@
 """The evaluation's statistical claims, on the small LM shipped with safeguard.
 
-* Quality: a distortion-free watermark does not move perplexity under the model or
-  self-BLEU beyond sampling noise. Each claim is a two-sample permutation test at level
-  α = 0.01 between watermarked and unwatermarked samples from the same prompts; with the
-  fixed seeds here the outcome is deterministic, and a correct claim fails such a test with
-  probability 0.01. The same test must detect a distorting watermark (KGW with a large
-  bias), so a pass is not a test without power.
+* Quality: a distortion-free watermark does not move perplexity under the model. Each
+  claim is a two-sample permutation test at level α = 0.01 between watermarked and
+  unwatermarked samples from the same prompts; with the fixed seeds here the outcome is
+  deterministic, and a correct claim fails such a test with probability 0.01. The same test
+  must detect a distorting watermark (KGW with a large bias), so a pass is not a test
+  without power. Diversity across texts (self-BLEU) is unmoved for short texts at
+  temperature 1; at temperature 0.7 one width-4 key lowers it measurably and a context
+  width of 8 restores it (the last test states both).
 * Calibration: gumbel p-values of held-out human text (never seen by the model or the keys)
   under many keys flag at most what each level allows, down to 1e-4 (Clopper–Pearson, 95%).
 """
@@ -40,13 +42,14 @@ def prompt_ids(model_and_tokenizer):
     return [tok(p, add_special_tokens=False)["input_ids"][:12] for p in lm.prompts(TEXTS, seed=3)]
 
 
-def _key(scheme: str, i: int = 0) -> WatermarkKey:
-    return WatermarkKey.from_secret(
-        hashlib.sha256(f"claims/{scheme}/{i}".encode()).digest(), scheme
-    )
+def _key(scheme: str, i: int = 0, **params) -> WatermarkKey:
+    secret = hashlib.sha256(f"claims/{scheme}/{i}".encode()).digest()
+    return WatermarkKey.from_secret(secret, scheme, **params)
 
 
-def _sample(model, prompts, *, seed: int, wm=None, config=None) -> list[np.ndarray]:
+def _sample(
+    model, prompts, *, seed: int, wm=None, config=None, temperature=1.0, new=NEW
+) -> list[np.ndarray]:
     torch.manual_seed(seed)
     ids = torch.tensor(prompts)
     kwargs = dict(
@@ -54,8 +57,9 @@ def _sample(model, prompts, *, seed: int, wm=None, config=None) -> list[np.ndarr
         attention_mask=torch.ones_like(ids),
         do_sample=True,
         top_k=0,
-        max_new_tokens=NEW,
-        min_new_tokens=NEW,
+        temperature=temperature,
+        max_new_tokens=new,
+        min_new_tokens=new,
         pad_token_id=model.generation_config.pad_token_id,
     )
     if config is not None:
@@ -125,3 +129,28 @@ def test_null_false_positive_rate_down_to_1e_4(model_and_tokenizer):
     from scipy import stats
 
     assert stats.kstest(p, "uniform").pvalue > 1e-3
+
+
+def test_one_key_lowers_diversity_across_texts_and_width_8_restores_it(
+    model_and_tokenizer, prompt_ids
+):
+    """At temperature 0.7 over 160 tokens, texts under one width-4 key share continuations
+    wherever they share 4-token contexts: self-BLEU across texts rises beyond sampling noise
+    (the known cost of a fixed key; each text alone is still distributed as the model's).
+    Keyed by 8 tokens, contexts are rarely shared and diversity is that of plain sampling;
+    perplexity moves in neither case. Level 0.01, fixed seeds."""
+    model, _ = model_and_tokenizer
+    common = dict(temperature=0.7, new=160)
+    plain = _sample(model, prompt_ids, seed=21, **common)
+    base_ppl = _log_ppl(model, prompt_ids, plain)
+    for width, diversity_moved in ((4, True), (8, False)):
+        wm = Watermarker(_key("gumbel", 7, context_width=width))
+        marked = _sample(model, prompt_ids, seed=22, wm=wm, **common)
+        ppl = quality.compare(_log_ppl(model, prompt_ids, marked), base_ppl, alpha=ALPHA)
+        assert not ppl.moved, (width, ppl)
+        bleu = quality.compare_self_bleu(
+            [g.tolist() for g in marked], [g.tolist() for g in plain], alpha=ALPHA, n_boot=100
+        )
+        assert bleu.moved == diversity_moved, (width, bleu)
+        if diversity_moved:
+            assert bleu.difference > 0
