@@ -48,8 +48,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BookKeepingModule", "bk_unsupported_layers"]
 
-# Default bound on materialised per-unit gradients kept at once, in elements (64 MiB in float32).
-MATERIALISE_BUDGET = 16 * 2**20
+# Default bound on materialised per-unit gradients kept at once, in elements. 0: ghost (Gram)
+# norms for every weight, the lowest-memory choice; on CPU it also measured as fast or faster
+# than materialising at T = 64 (GPT-2 and BERT, benchmarks/dp_speed.py), because one large
+# clipped-sum matmul beats B small per-example ones. Raise it for long sequences, where the
+# Gram matrices' T² (r + c) exceeds T r c.
+MATERIALISE_BUDGET = 0
 
 
 def _conv1d_type() -> type | None:
@@ -425,9 +429,10 @@ class BookKeepingModule(nn.Module):
 
         Materialising costs ``T r c`` per unit and makes the clipped sum nearly free; the ghost
         norm costs ``T² (r + c)`` on top of a ``T r c`` clipped sum. So materialising is the
-        faster choice for every dense layer, and the only bound is memory: layers are taken in
-        order of time saved per element kept, ``T² (r + c) / (r c)``, while the kept per-unit
-        gradients fit :attr:`materialise_budget` elements.
+        faster choice in arithmetic for every dense layer (in practice B small matmuls run
+        slower than one large one, hence the default budget of 0), and the bound is memory:
+        layers are taken in order of time saved per element kept, ``T² (r + c) / (r c)``,
+        while the kept per-unit gradients fit :attr:`materialise_budget` elements.
         """
         options = []
         for key, u in uses.items():

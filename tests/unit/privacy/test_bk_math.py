@@ -90,7 +90,7 @@ def _float64():
     torch.set_default_dtype(before)
 
 
-@pytest.mark.parametrize("budget", [0, None])  # ghost norms everywhere / materialised
+@pytest.mark.parametrize("budget", [0, 2**24])  # ghost norms everywhere / materialised
 @pytest.mark.parametrize("clip", [1e3, 0.05])
 def test_norms_and_clipped_sum_match_autograd(clip, budget):
     torch.manual_seed(0)
