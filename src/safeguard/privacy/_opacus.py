@@ -990,8 +990,8 @@ def _choose_mode(config: DPConfig, model: nn.Module, distributed: bool = False) 
         return config.grad_sample_mode
     bk_applies = not distributed and not checkpointing and not bk_unsupported_layers(model)
     if _is_peft(model):
-        # LoRA's trainable layers are plain nn.Linear adapters: bk's single backward costs
-        # ~0.95x a non-private step here, per-sample hooks ~1.3x (benchmarks/dp_speed.py).
+        # LoRA's trainable layers are plain nn.Linear adapters: one code path (bk) for full
+        # and adapter fine-tuning; both bk and hooks run within noise of a non-private step.
         return "bk" if bk_applies else "hooks"
     hf = base is not None
     if hf and bk_applies:
