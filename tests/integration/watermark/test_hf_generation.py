@@ -143,9 +143,18 @@ def test_text_round_trip_with_the_bound_tokenizer(lm, tiny_lm_dir):
 
 
 def test_batch_with_left_padding_equals_one_by_one(lm):
-    """gumbel is a function of (key, context, distribution): padding a batch must not change a row."""
+    """gumbel is a function of (key, context, distribution): padding a batch must not change a row.
+
+    Every step is keyed here (``skip_repeated_context=False``): a repeated context is otherwise
+    sampled from torch's generator, whose stream a batch consumes differently from one row.
+    """
     model, tok = lm
-    wm = Watermarker(WatermarkKey.generate("gumbel", context_width=4))
+    wm = Watermarker(
+        WatermarkKey.from_secret(
+            b"left-padding-test-key-0123456789", "gumbel", context_width=4,
+            skip_repeated_context=False,
+        )
+    )  # fmt: skip
     prompts = [
         "The",
         "A small library on the corner",
