@@ -56,7 +56,7 @@ _WHY_SAMPLING = (
 )
 
 
-def _check_generation_config(generation_config: Any, scheme_name: str) -> None:
+def _check_generation_config(generation_config: Any, scheme: Scheme) -> None:
     if generation_config is None:
         return
     if not getattr(generation_config, "do_sample", False):
@@ -65,12 +65,13 @@ def _check_generation_config(generation_config: Any, scheme_name: str) -> None:
         raise WatermarkError(
             f"beam search (num_beams={generation_config.num_beams}) under a watermark: {_WHY_SAMPLING}"
         )
-    if scheme_name == "gumbel" and (getattr(generation_config, "num_return_sequences", 1) or 1) > 1:
+    repeats = getattr(generation_config, "num_return_sequences", 1) or 1
+    if scheme.name == "gumbel" and repeats > 1 and getattr(scheme, "memory", None) is None:
         log.warning(
-            "num_return_sequences=%d with the gumbel scheme: the watermark is a deterministic function of "
-            "the context, so samples of the same prompt come out identical; use the exp scheme for "
-            "several samples per prompt",
-            generation_config.num_return_sequences,
+            "num_return_sequences=%d with a gumbel key whose context_memory is 0: the watermark is a "
+            "deterministic function of the context, so samples of the same prompt come out identical; "
+            "use a key with context_memory > 0 (the default) for several samples per prompt",
+            repeats,
         )
 
 
@@ -183,7 +184,7 @@ class SafeguardWatermarkingConfig(BaseWatermarkingConfig):
         return None
 
     def construct_processor(self, vocab_size: int, device: Any = None) -> WatermarkLogitsProcessor:
-        _check_generation_config(_caller_generation_config(), self._scheme.name)
+        _check_generation_config(_caller_generation_config(), self._scheme)
         return WatermarkLogitsProcessor(self._scheme, **self._options)
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,7 +238,7 @@ def watermarked_generate(scheme: Scheme, model: Any, /, **kwargs: Any) -> Any:
         num_beams = merged.get("num_beams", 1)
         num_return_sequences = merged.get("num_return_sequences", 1)
 
-    _check_generation_config(_View, scheme.name)
+    _check_generation_config(_View, scheme)
     pad_counts = None
     mask = kwargs.get("attention_mask")
     if mask is not None:

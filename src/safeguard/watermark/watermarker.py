@@ -110,6 +110,19 @@ class Watermarker:
 
         return watermarked_generate(self.scheme, model, **generate_kwargs)
 
+    def clear_context_memory(self) -> None:
+        """Forget the contexts earlier texts used (``gumbel``; a no-op for other schemes).
+
+        A ``gumbel`` Watermarker leaves a context that an earlier text of the same Watermarker
+        used to the model's own sampling (``context_memory`` in the key's parameters), so texts
+        under one key are as diverse as the model's samples. The same seed therefore gives a
+        different text the second time; clear the memory first to reproduce a generation
+        exactly.
+        """
+        memory = getattr(self.scheme, "memory", None)
+        if memory is not None:
+            memory.clear()
+
     def watermarking_config(self, *, pad_token_id: int | None = None) -> Any:
         """A ``watermarking_config=`` for ``model.generate`` (or a ``pipeline`` call).
 

@@ -187,6 +187,73 @@ def test_batch_with_left_padding_equals_one_by_one(lm):
         assert res.num_scored >= 25 and res.p_value < 1e-6
 
 
+def test_one_key_repeated_prompt_gives_different_texts_until_the_memory_is_cleared(lm, caplog):
+    """gumbel remembers the contexts earlier texts used: samples of one prompt differ (in one
+    batch and across calls), and clearing the memory reproduces a seeded generation exactly.
+    With ``context_memory=0`` every sample of a prompt is the same text, and a warning says so."""
+    model, tok = lm
+    secret = b"context-memory-test-key-01234567"
+    enc = tok(["The river"], return_tensors="pt")
+    width = enc["input_ids"].shape[1]
+    kwargs = dict(do_sample=True, max_new_tokens=12, pad_token_id=tok.pad_token_id)
+
+    wm = Watermarker(WatermarkKey.from_secret(secret, "gumbel"))
+    torch.manual_seed(5)
+    many = wm.generate(model, **enc, num_return_sequences=6, **kwargs)
+    assert len({tuple(r[width:].tolist()) for r in many}) == 6
+    assert wm.scheme.memory.repeats >= 5  # rows 2-6 met row 1's first context
+    # every row is still watermarked where its contexts were new
+    assert wm.detect(many[0, width:], prompt_ids=enc["input_ids"][0]).p_value < 1e-3
+
+    wm.clear_context_memory()
+    torch.manual_seed(6)
+    first = wm.generate(model, **enc, **kwargs)
+    torch.manual_seed(6)
+    second = wm.generate(model, **enc, **kwargs)
+    assert first[0, width:].tolist() != second[0, width:].tolist()
+    wm.clear_context_memory()
+    assert wm.scheme.memory.lookups == 0
+    torch.manual_seed(6)
+    again = wm.generate(model, **enc, **kwargs)
+    assert again.tolist() == first.tolist()
+
+    fixed = Watermarker(WatermarkKey.from_secret(secret, "gumbel", context_memory=0))
+    assert fixed.scheme.memory is None
+    with caplog.at_level(logging.WARNING, logger="safeguard.watermark.hf"):
+        same = fixed.generate(model, **enc, num_return_sequences=3, **kwargs)
+    assert len({tuple(r[width:].tolist()) for r in same}) == 1
+    assert "context_memory is 0" in caplog.text
+
+
+@pytest.mark.slow
+def test_two_texts_under_one_key_are_independent_samples(lm):
+    """Over 2,000 keys, two samples of the same prompt under one key: the second sample's first
+    token follows the model's distribution and equals the first sample's as often as two
+    independent draws do (sum of p squared; binomial test at level 1e-3). Without the memory
+    they would always be equal."""
+    model, tok = lm
+    enc = tok(["The river"] * 2, return_tensors="pt")
+    width = enc["input_ids"].shape[1]
+    p = final_distribution(model, enc["input_ids"][:1])
+    rng = np.random.default_rng(77)
+    torch.manual_seed(1)
+    first, second = [], []
+    for _ in range(NUM_KEYS):
+        wm = Watermarker(WatermarkKey.from_secret(rng.bytes(32), "gumbel"))
+        out = wm.generate(
+            model, **enc, do_sample=True, max_new_tokens=1, temperature=TEMPERATURE,
+            top_k=TOP_K, pad_token_id=tok.pad_token_id,
+        )  # fmt: skip
+        first.append(int(out[0, width]))
+        second.append(int(out[1, width]))
+    first, second = np.array(first), np.array(second)
+    vocab = model.config.vocab_size
+    assert chi_square_p(np.bincount(first, minlength=vocab), p) > ALPHA
+    assert chi_square_p(np.bincount(second, minlength=vocab), p) > ALPHA
+    equal = int((first == second).sum())
+    assert stats.binomtest(equal, NUM_KEYS, float((p**2).sum())).pvalue > ALPHA
+
+
 def test_exp_rows_get_their_own_shift(lm):
     model, tok = lm
     wm = Watermarker(WatermarkKey.generate("exp"))

@@ -39,9 +39,16 @@ def test_save_load_round_trip_with_mode_0600(tmp_path, scheme):
 
 def test_params_are_validated_and_normalised():
     key = WatermarkKey.generate("gumbel", context_width=2)
-    assert key.params == {"context_width": 2, "skip_repeated_context": True}
+    assert key.params == {
+        "context_width": 2,
+        "skip_repeated_context": True,
+        "context_memory": 1 << 20,
+    }
     with pytest.raises(ConfigError, match="context_width"):
         WatermarkKey.generate("gumbel", context_width=0)
+    for bad in (-1, True, 1.5, (1 << 28) + 1):
+        with pytest.raises(ConfigError, match="context_memory"):
+            WatermarkKey.generate("gumbel", context_memory=bad)
     with pytest.raises(ConfigError, match="unknown parameter"):
         WatermarkKey.generate("gumbel", widht=3)
     with pytest.raises(ConfigError, match="known schemes: exp, exp-edit, gumbel"):

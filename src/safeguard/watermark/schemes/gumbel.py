@@ -15,10 +15,25 @@ Repeated contexts: a context that recurs within one generation would reuse the s
 uniforms, correlating tokens and breaking distortion-freeness across the sequence.
 With ``skip_repeated_context`` (default) generation samples such a step with the
 model's own randomness and detection scores each context once (first occurrence).
+
+Repeated contexts across texts: the same holds between texts. Two texts generated under
+one key that reach the same ``h``-token context would draw the same uniforms there and,
+where the model's distributions are alike, continue identically (a repeated prompt gives
+the same text every time). The scheme therefore also remembers the contexts earlier texts
+of the same :class:`~safeguard.watermark.Watermarker` used (``context_memory`` of them,
+in a direct-mapped table of their 64-bit context words) and leaves a remembered context to
+the model's own randomness. Every PRF row is then used at most once, so, conditionally on
+everything generated before, each token is drawn exactly from the model's distribution:
+over the key, texts generated one after another are jointly distributed as independent
+samples of the model, not only each text on its own (exact while the table still holds
+every context used; an evicted context can be used again). Detection is unchanged: a
+token sampled without the watermark scores like unwatermarked text, which keeps p-values
+valid and costs only the power of that token.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +50,11 @@ from safeguard.watermark.stats import gamma_pvalue, min_tokens_for_fpr
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GumbelConfig", "GumbelScheme"]
+__all__ = ["ContextMemory", "GumbelConfig", "GumbelScheme"]
+
+#: Default number of contexts remembered across texts (8 MiB of table per Watermarker).
+DEFAULT_CONTEXT_MEMORY = 1 << 20
+MAX_CONTEXT_MEMORY = 1 << 28
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,16 +66,72 @@ class GumbelConfig(SchemeConfig):
             more secure against key estimation, smaller is more robust to edits.
         skip_repeated_context: Leave steps with an already-seen context to ordinary sampling
             (generation) and score each context once (detection).
+        context_memory: Generation only: how many contexts used by earlier texts of the same
+            ``Watermarker`` are remembered and left to ordinary sampling when they recur, so
+            that texts generated under one key stay as diverse as the model's own samples
+            (a power of two is used, at least this large; 8 bytes each). ``0`` remembers
+            contexts within each text only. Needs ``skip_repeated_context``.
     """
 
     context_width: int = 4
     skip_repeated_context: bool = True
+    context_memory: int = DEFAULT_CONTEXT_MEMORY
 
     def __post_init__(self) -> None:
         if not isinstance(self.context_width, int) or not 1 <= self.context_width <= 16:
             raise ConfigError(
                 f"`context_width` (={self.context_width!r}) must be an integer in 1..16; typical values are 2-4"
             )
+        memory = self.context_memory
+        if isinstance(memory, bool) or not isinstance(memory, int) or not 0 <= memory <= MAX_CONTEXT_MEMORY:
+            raise ConfigError(
+                f"`context_memory` (={memory!r}) must be an integer in 0..{MAX_CONTEXT_MEMORY}; "
+                f"the default is {DEFAULT_CONTEXT_MEMORY} (0 remembers contexts within each text only)"
+            )
+
+
+class ContextMemory:
+    """Contexts already used by earlier texts: a direct-mapped table of 64-bit context words.
+
+    A word lives in slot ``word mod size`` (context words are pseudorandom, so slots are
+    uniform); a newer word that lands in an occupied slot evicts the older one. Lookups
+    never report a context that was not used (barring equal 64-bit words); an evicted one
+    reads as unused. Thread-safe: one ``Watermarker`` may generate from several threads.
+
+    >>> memory = ContextMemory(4)
+    >>> memory.use(7), memory.use(7), memory.use(11)
+    (True, False, True)
+    >>> memory.lookups, memory.repeats
+    (3, 1)
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.size = 1 << max(0, (capacity - 1).bit_length())
+        self._table: np.ndarray | None = None  # allocated on first use
+        self._lock = threading.Lock()
+        self.lookups = 0
+        self.repeats = 0
+
+    def use(self, word: int) -> bool:
+        """Record ``word``; True if it was not in the table (the context may be watermarked)."""
+        word = int(word) or 1  # 0 marks an empty slot
+        with self._lock:
+            if self._table is None:
+                self._table = np.zeros(self.size, dtype=np.uint64)
+            slot = word & (self.size - 1)
+            self.lookups += 1
+            if self._table[slot] == word:
+                self.repeats += 1
+                return False
+            self._table[slot] = word
+            return True
+
+    def clear(self) -> None:
+        """Forget every context and reset the counters."""
+        with self._lock:
+            self._table = None
+            self.lookups = 0
+            self.repeats = 0
 
 
 class GumbelScheme(Scheme):
@@ -66,6 +141,11 @@ class GumbelScheme(Scheme):
     def __init__(self, key: Any, config: GumbelConfig) -> None:
         super().__init__(key, config)
         self.context_key = key.prf_key("context")
+        self.memory: ContextMemory | None = (
+            ContextMemory(config.context_memory)
+            if config.skip_repeated_context and config.context_memory > 0
+            else None
+        )
 
     # generation side ------------------------------------------------------------------------
     def start(
@@ -95,12 +175,17 @@ class GumbelScheme(Scheme):
         a, b = prf.context_words(self.context_key, ctx)
         active = np.ones(ctx.shape[0], dtype=bool)
         if self.config.skip_repeated_context:
+            memory = self.memory
             for r, pair in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
                 seen = state.data["seen"][r]
                 if pair in seen:
                     active[r] = False
-                else:
-                    seen.add(pair)
+                    continue
+                seen.add(pair)
+                # Rows of one step are checked in order, so two rows that reach the same
+                # context together are told apart too (num_return_sequences).
+                if memory is not None and not memory.use((pair[0] << 32) | pair[1]):
+                    active[r] = False
         return a, b, active
 
     # detection side -------------------------------------------------------------------------
