@@ -23,7 +23,9 @@ def test_demo_end_to_end(tmp_path):
     assert summary["pii_found"] > 100 and summary["measured_recall"] >= 0.95
     assert summary["epsilon_spent"] <= summary["epsilon_budget"]
     assert all(p <= summary["fpr"] for p in summary["watermarked_p_values"])
-    assert sum(p <= summary["fpr"] for p in summary["plain_p_values"]) <= 1  # 2+ false flags: p ~ 3e-7
+    assert (
+        sum(p <= summary["fpr"] for p in summary["plain_p_values"]) <= 1
+    )  # 2+ false flags: p ~ 3e-7
     for artifact in (
         "data/clean_notes.jsonl",
         "data/scrub_report.json",

@@ -79,6 +79,8 @@ from typing import Literal
 
 import numpy as np
 
+from safeguard.errors import ConfigError
+
 __all__ = [
     "DEFAULT_GAMMA",
     "DEFAULT_RESOLUTION",
@@ -152,17 +154,17 @@ class PermutationResult:
 def _check_costs(costs: np.ndarray) -> np.ndarray:
     arr = np.asarray(costs, dtype=np.float64)
     if arr.ndim != 2:
-        raise ValueError(
+        raise ConfigError(
             f"`costs` must be 2-D of shape (m, n) = (text length, key length), got shape "
             f"{arr.shape}; pass C[i, j] = log1p(-xi[j, tokens[i]])"
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(
+        raise ConfigError(
             f"`costs` (shape {arr.shape}) must have at least one text token and one key "
             "position; detection needs a non-empty text"
         )
     if not np.all(np.isfinite(arr)):
-        raise ValueError(
+        raise ConfigError(
             "`costs` contains non-finite values (nan or -inf); costs are log1p(-xi) with "
             "xi in [0, 1): check that the key's uniforms are < 1"
         )
@@ -172,7 +174,7 @@ def _check_costs(costs: np.ndarray) -> np.ndarray:
 def _check_gamma(gamma: float) -> float:
     g = float(gamma)
     if not (math.isfinite(g) and g >= 0.0):
-        raise ValueError(
+        raise ConfigError(
             f"`gamma` (={gamma!r}) must be a finite number >= 0; it is the insertion/deletion "
             f"cost of exp-edit (default {DEFAULT_GAMMA})"
         )
@@ -181,24 +183,24 @@ def _check_gamma(gamma: float) -> float:
 
 def _check_method(method: str) -> None:
     if method not in _METHODS:
-        raise ValueError(f"`method` (={method!r}) must be one of {_METHODS}")
+        raise ConfigError(f"`method` (={method!r}) must be one of {_METHODS}")
 
 
 def _check_token_index(token_index: np.ndarray, m: int) -> np.ndarray:
     tok = np.asarray(token_index)
     if tok.shape != (m,):
-        raise ValueError(
+        raise ConfigError(
             f"`token_index` must have shape (m,) = ({m},) to match `costs`, got {tok.shape}; "
             "pass np.unique(tokens, return_inverse=True)[1]"
         )
     if tok.size and not np.issubdtype(tok.dtype, np.integer):
-        raise ValueError(
+        raise ConfigError(
             f"`token_index` must be integers (dtype {tok.dtype} given); pass "
             "np.unique(tokens, return_inverse=True)[1]"
         )
     tok = tok.astype(np.int64)
     if tok.min() < 0:
-        raise ValueError(
+        raise ConfigError(
             f"`token_index` has a negative entry ({int(tok.min())}); entries index the "
             "text's distinct tokens, from np.unique(tokens, return_inverse=True)[1]"
         )
@@ -216,14 +218,14 @@ def num_resamples_for(resolution: float) -> int:
         ``T ≥ 1``.
 
     Raises:
-        ValueError: If ``resolution`` is not in ``(0, 1)``.
+        ConfigError: If ``resolution`` is not in ``(0, 1)``.
 
     >>> num_resamples_for(1e-3), num_resamples_for(0.05)
     (999, 19)
     """
     r = float(resolution)
     if not (0.0 < r < 1.0):
-        raise ValueError(
+        raise ConfigError(
             f"`resolution` (={resolution!r}) must be in (0, 1); e.g. 1e-3 gives 999 null keys "
             "and a smallest p-value of 1e-3"
         )
@@ -320,7 +322,7 @@ def exp_statistic(costs: np.ndarray) -> float:
         ``φ`` (float64); smaller is more watermarked.
 
     Raises:
-        ValueError: If ``costs`` is not a non-empty finite 2-D array.
+        ConfigError: If ``costs`` is not a non-empty finite 2-D array.
 
     >>> import numpy as np
     >>> c = np.zeros((3, 4)); c[0, 1] = c[1, 2] = c[2, 3] = -5.0  # aligned at shift 1
@@ -343,7 +345,7 @@ def exp_edit_statistic(costs: np.ndarray, gamma: float = DEFAULT_GAMMA) -> float
         smaller is more watermarked. Never above ``m·γ`` (all insertions).
 
     Raises:
-        ValueError: If ``costs`` is not a non-empty finite 2-D array or ``gamma < 0``.
+        ConfigError: If ``costs`` is not a non-empty finite 2-D array or ``gamma < 0``.
 
     >>> import numpy as np
     >>> c = np.zeros((3, 8)); c[0, 2] = c[1, 4] = c[2, 5] = -5.0  # one key position skipped
@@ -464,7 +466,7 @@ def _resolve_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
         return rng
     if rng is None or isinstance(rng, (int, np.integer)):
         return np.random.default_rng(rng)
-    raise ValueError(
+    raise ConfigError(
         f"`rng` (={rng!r}) must be a numpy Generator, an int seed or None; "
         "pass np.random.default_rng(seed) for reproducible p-values"
     )
@@ -474,7 +476,7 @@ def _resolve_threads(num_threads: int | None) -> int:
     if num_threads is None:
         return max(1, os.cpu_count() or 1)
     if isinstance(num_threads, bool) or int(num_threads) < 1:
-        raise ValueError(
+        raise ConfigError(
             f"`num_threads` (={num_threads!r}) must be an int >= 1, or None for the CPU count"
         )
     return int(num_threads)
@@ -558,7 +560,7 @@ def null_statistics(
         ``(num_resamples,)`` float32 null statistics.
 
     Raises:
-        ValueError: On a bad ``method``, ``gamma``, ``n``, ``num_resamples`` or ``token_index``.
+        ConfigError: On a bad ``method``, ``gamma``, ``n``, ``num_resamples`` or ``token_index``.
 
     >>> stats = null_statistics(np.arange(50), 64, method="exp", num_resamples=5, rng=0)
     >>> stats.shape, bool(np.all(stats < 0))
@@ -567,12 +569,12 @@ def null_statistics(
     _check_method(method)
     g = _check_gamma(gamma) if method == "exp-edit" else 0.0
     if int(n) < 1:
-        raise ValueError(f"`n` (={n!r}) must be >= 1: the number of key positions")
+        raise ConfigError(f"`n` (={n!r}) must be >= 1: the number of key positions")
     if int(num_resamples) < 1:
-        raise ValueError(f"`num_resamples` (={num_resamples!r}) must be >= 1")
+        raise ConfigError(f"`num_resamples` (={num_resamples!r}) must be >= 1")
     tok = np.asarray(token_index)
     if tok.ndim != 1 or tok.size < 1:
-        raise ValueError(f"`token_index` must be a non-empty 1-D array, got shape {tok.shape}")
+        raise ConfigError(f"`token_index` must be a non-empty 1-D array, got shape {tok.shape}")
     tok = _check_token_index(tok, tok.shape[0])
     total = int(num_resamples)
     width = _chunk_width(tok.size, int(n))
@@ -647,7 +649,7 @@ def permutation_test(
         A :class:`PermutationResult`.
 
     Raises:
-        ValueError: If an argument is out of range (the message names it).
+        ConfigError: If an argument is out of range (the message names it).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -666,7 +668,7 @@ def permutation_test(
     g = _check_gamma(gamma) if method == "exp-edit" else 0.0
     total = num_resamples_for(resolution)
     if early_stop is not None and int(early_stop) < 1:
-        raise ValueError(
+        raise ConfigError(
             f"`early_stop` (={early_stop!r}) must be an int >= 1 (Besag-Clifford h, "
             "typically 10-20) or None to run all resamples"
         )

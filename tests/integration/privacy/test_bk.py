@@ -151,10 +151,11 @@ def test_virtual_steps_equal_one_physical_batch(tiny):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_several_examples_per_user_are_clipped_together(tiny):
+def _per_user_run(tiny, max_examples_per_user: int, **config):
+    """bk with per-user units on 32 examples of 8 users (``patient_id``), 4 per batch."""
     model = tiny.gpt2()
     data = torch.utils.data.DataLoader(tiny.TokenDataset(32, groups=8), batch_size=4)
-    run = make_private(
+    return make_private(
         model=model,
         optimizer=tiny.sgd(model),
         data_loader=data,
@@ -163,10 +164,14 @@ def test_several_examples_per_user_are_clipped_together(tiny):
             target_delta=1e-2,
             group_by="patient_id",
             unit="user",
-            max_examples_per_user=3,
-            seed=0,
+            max_examples_per_user=max_examples_per_user,
+            **config,
         ),
     )
+
+
+def test_several_examples_per_user_are_clipped_together(tiny):
+    run = _per_user_run(tiny, 3, seed=0)
     assert run.grad_sample_mode == "bk" and run.num_units == 8
     for batch in run.batches():
         if len(batch["input_ids"]) == 0:
@@ -190,20 +195,7 @@ def test_unsupported_layers_and_dpddp_are_refused(llama, gpt2, tiny):
 
 
 def test_per_user_clipping_refuses_a_batch_without_user_ids(tiny):
-    model = tiny.gpt2()
-    data = torch.utils.data.DataLoader(tiny.TokenDataset(32, groups=8), batch_size=4)
-    run = make_private(
-        model=model,
-        optimizer=tiny.sgd(model),
-        data_loader=data,
-        config=DPConfig(
-            noise_multiplier=1.0,
-            target_delta=1e-2,
-            group_by="patient_id",
-            unit="user",
-            max_examples_per_user=2,
-        ),
-    )
+    run = _per_user_run(tiny, 2)
     batch = next(iter(tiny.loader(batch_size=4)))  # no patient_id: no per-user units
     out = run.model(input_ids=batch["input_ids"], labels=batch["input_ids"])
     with pytest.raises(PrivacyError, match="user ids"):
