@@ -157,7 +157,10 @@ def test_one_key_keeps_diversity_across_texts_through_its_context_memory(
         if diversity_moved:
             assert bleu.difference > 0
         detector = Watermarker(_key("gumbel", 7))
-        p = [detector.detect(g, prompt_ids=pr).p_value for g, pr in zip(marked, prompt_ids, strict=True)]
+        p = [
+            detector.detect(g, prompt_ids=pr).p_value
+            for g, pr in zip(marked, prompt_ids, strict=True)
+        ]
         assert np.mean(np.asarray(p) <= ALPHA) >= 0.9, params
 
 

@@ -83,7 +83,11 @@ class GumbelConfig(SchemeConfig):
                 f"`context_width` (={self.context_width!r}) must be an integer in 1..16; typical values are 2-4"
             )
         memory = self.context_memory
-        if isinstance(memory, bool) or not isinstance(memory, int) or not 0 <= memory <= MAX_CONTEXT_MEMORY:
+        if (
+            isinstance(memory, bool)
+            or not isinstance(memory, int)
+            or not 0 <= memory <= MAX_CONTEXT_MEMORY
+        ):
             raise ConfigError(
                 f"`context_memory` (={memory!r}) must be an integer in 0..{MAX_CONTEXT_MEMORY}; "
                 f"the default is {DEFAULT_CONTEXT_MEMORY} (0 remembers contexts within each text only)"
