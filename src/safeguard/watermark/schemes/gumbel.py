@@ -101,6 +101,7 @@ class ContextMemory:
     uniform); a newer word that lands in an occupied slot evicts the older one. Lookups
     never report a context that was not used (barring equal 64-bit words); an evicted one
     reads as unused. Thread-safe: one ``Watermarker`` may generate from several threads.
+    A pickled copy (another process) starts with an empty table.
 
     >>> memory = ContextMemory(4)
     >>> memory.use(7), memory.use(7), memory.use(11)
@@ -129,6 +130,13 @@ class ContextMemory:
                 return False
             self._table[slot] = word
             return True
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy in another process cannot share this table: it starts empty (and unlocked).
+        return {"size": self.size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["size"])  # type: ignore[misc]
 
     def clear(self) -> None:
         """Forget every context and reset the counters."""
