@@ -51,23 +51,16 @@ def _key(scheme: str, i: int = 0, **params) -> WatermarkKey:
 def _sample(
     model, prompts, *, seed: int, wm=None, config=None, temperature=1.0, new=NEW
 ) -> list[np.ndarray]:
-    torch.manual_seed(seed)
-    ids = torch.tensor(prompts)
-    kwargs = dict(
-        input_ids=ids,
-        attention_mask=torch.ones_like(ids),
-        do_sample=True,
-        top_k=0,
+    return lm.sample(
+        model,
+        prompts,
+        watermarker=wm,
+        watermarking_config=config,
+        new_tokens=new,
         temperature=temperature,
-        max_new_tokens=new,
-        min_new_tokens=new,
-        pad_token_id=model.generation_config.pad_token_id,
+        seed=seed,
+        batch_size=len(prompts),
     )
-    if config is not None:
-        kwargs["watermarking_config"] = config
-    with torch.no_grad():
-        out = wm.generate(model, **kwargs) if wm is not None else model.generate(**kwargs)
-    return [row[ids.shape[1] :].numpy() for row in out]
 
 
 def _log_ppl(model, prompts, gens) -> np.ndarray:

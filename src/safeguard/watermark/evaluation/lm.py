@@ -1,4 +1,5 @@
-"""The small evaluation language model shipped with safeguard, and its held-out human text.
+"""The small evaluation language model shipped with safeguard, its held-out human text, and
+sampling continuations the same way for every scheme.
 
 A randomly initialised model has near-uniform next-token distributions, which makes every
 watermark look easy to detect. The evaluation therefore runs on a small GPT-2 (4 layers,
@@ -31,7 +32,7 @@ from typing import Any
 
 from safeguard.errors import ConfigError, missing_dependency
 
-__all__ = ["EVAL_LM_DIR", "HUMAN_TEXTS_PATH", "human_texts", "load_eval_lm", "prompts"]
+__all__ = ["EVAL_LM_DIR", "HUMAN_TEXTS_PATH", "human_texts", "load_eval_lm", "prompts", "sample"]
 
 _ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -140,3 +141,84 @@ def _tokenizer() -> Any:
     except ImportError as exc:
         raise missing_dependency("transformers", "hf") from exc
     return AutoTokenizer.from_pretrained(EVAL_LM_DIR)
+
+
+def sample(
+    model: Any,
+    prompts: Any,
+    *,
+    watermarker: Any = None,
+    watermarking_config: Any = None,
+    new_tokens: int = 200,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: Any = None,
+) -> list[Any]:
+    """Continuations of ``prompts`` by full-vocabulary sampling (``top_k=0``), exactly ``new_tokens`` each.
+
+    Every scheme of an evaluation is sampled through this one function, so they differ only
+    in the watermark: plain sampling (neither ``watermarker`` nor ``watermarking_config``),
+    a safeguard :class:`~safeguard.watermark.Watermarker`, or a transformers
+    ``watermarking_config`` (KGW, SynthID-Text). Prompts of different lengths are
+    left-padded within a batch; the attention mask keeps padding out of the context.
+
+    Args:
+        model: A causal LM whose generation config has a ``pad_token_id`` (or an
+            ``eos_token_id``, used instead).
+        prompts: Token-id sequences (lists or 1-D arrays).
+        watermarker: A safeguard ``Watermarker`` to generate with.
+        watermarking_config: A transformers ``watermarking_config`` to generate with.
+        new_tokens: Tokens generated per prompt.
+        temperature: Sampling temperature.
+        seed: ``torch.manual_seed`` before the first batch.
+        batch_size: Prompts per ``generate`` call.
+        progress: Optional wrapper of the batch iterator, e.g. a progress bar factory
+            ``progress(iterable, total)``.
+
+    Returns:
+        One int64 numpy array of generated ids per prompt (the prompt not included).
+    """
+    import numpy as np
+
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise missing_dependency("torch", "hf") from exc
+    if watermarker is not None and watermarking_config is not None:
+        raise ConfigError("pass `watermarker` or `watermarking_config`, not both")
+    pad = model.generation_config.pad_token_id
+    if pad is None:
+        pad = model.generation_config.eos_token_id
+    prompts = [list(map(int, p)) for p in prompts]
+    torch.manual_seed(seed)
+    starts = range(0, len(prompts), batch_size)
+    out: list[Any] = []
+    for s in progress(starts, len(starts)) if progress else starts:
+        chunk = prompts[s : s + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), int(pad), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(chunk):  # left padding
+            ids[i, width - len(p) :] = torch.as_tensor(p, dtype=torch.long)
+            mask[i, width - len(p) :] = 1
+        kwargs: dict[str, Any] = dict(
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=True,
+            top_k=0,
+            temperature=temperature,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            pad_token_id=int(pad),
+        )
+        if watermarking_config is not None:
+            kwargs["watermarking_config"] = watermarking_config
+        with torch.no_grad():
+            rows = (
+                watermarker.generate(model, **kwargs)
+                if watermarker is not None
+                else model.generate(**kwargs)
+            )
+        out.extend(np.asarray(row[width:].tolist(), dtype=np.int64) for row in rows)
+    return out

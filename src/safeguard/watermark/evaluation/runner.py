@@ -420,49 +420,29 @@ def _generate(
     key_index: int = 0,
 ) -> list[np.ndarray]:
     """Continuations (generated ids only) of ``prompts`` under ``scheme`` (None: plain)."""
-    torch = _torch()
+    from safeguard.watermark.evaluation.lm import sample
+
     model = setup.model if model is None else model
-    new_tokens = config.new_tokens if new_tokens is None else new_tokens
-    pad = model.generation_config.pad_token_id
-    if pad is None:
-        pad = model.generation_config.eos_token_id
-    wm = None
-    extra: dict[str, Any] = {}
+    wm = competitor = None
     if scheme in OUR_SCHEMES:
         from safeguard.watermark import Watermarker
 
         wm = Watermarker(_our_key(scheme, config.seed, key_index))
     elif scheme in COMPETITOR_SCHEMES:
-        extra["watermarking_config"] = _competitor(
+        competitor = _competitor(
             scheme, config.seed, key_index, int(model.config.vocab_size)
         ).generation_config(model.config)
-    torch.manual_seed(int.from_bytes(_secret(config.seed, "sample", scheme)[:4], "little"))
-    batch = config.batch_size
-    out: list[np.ndarray] = []
-    starts = range(0, len(prompts), batch)
-    for s in progress.bar(starts, f"generate {scheme or 'plain'}", total=len(starts)):
-        chunk = prompts[s : s + batch]
-        width = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), width), int(pad), dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(chunk):  # left padding
-            ids[i, width - len(p) :] = torch.as_tensor(p)
-            mask[i, width - len(p) :] = 1
-        kwargs = dict(
-            input_ids=ids,
-            attention_mask=mask,
-            do_sample=True,
-            top_k=0,
-            temperature=config.temperature,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            pad_token_id=int(pad),
-            **extra,
-        )
-        with torch.no_grad():
-            result = wm.generate(model, **kwargs) if wm is not None else model.generate(**kwargs)
-        out.extend(np.asarray(row[width:].tolist(), dtype=np.int64) for row in result)
-    return out
+    return sample(
+        model,
+        prompts,
+        watermarker=wm,
+        watermarking_config=competitor,
+        new_tokens=config.new_tokens if new_tokens is None else new_tokens,
+        temperature=config.temperature,
+        seed=int.from_bytes(_secret(config.seed, "sample", scheme)[:4], "little"),
+        batch_size=config.batch_size,
+        progress=lambda it, total: progress.bar(it, f"generate {scheme or 'plain'}", total=total),
+    )
 
 
 # --------------------------------------------------------------------------------------- #
