@@ -915,6 +915,10 @@ def _fmt_tokens(entry: dict[str, Any], cap: int) -> str:
     return f"{med:.3g} [{lo_s}, {hi_s}]"
 
 
+def _fmt_g(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
 def _fmt_rate(r: dict[str, Any]) -> str:
     return f"{r['rate']:.2f} ({r['k']}/{r['n']})"
 
@@ -1039,7 +1043,7 @@ def format_markdown(report: dict[str, Any]) -> str:
             "",
             f"{loc['documents']} mixed documents (one watermarked span of ~{loc['watermarked_tokens']} tokens in human "
             f"text): span found in {loc['found_share']:.0%}, boundary error (start + end, tokens) median "
-            f"{loc['boundary_error_median']}, 90th percentile {loc['boundary_error_p90']}. "
+            f"{_fmt_g(loc['boundary_error_median'])}, 90th percentile {_fmt_g(loc['boundary_error_p90'])}. "
             f"{loc['documents']} human-only documents: {loc['human_documents_with_spans']} with a reported span "
             f"(family-wise level {report['config']['alpha']:g}).",
         ]
