@@ -110,7 +110,9 @@ def make_runners(
         "synthid": lambda: model.generate(**common, watermarking_config=synthid),
     }
     for s, wm in watermarkers.items():
-        runners[s] = lambda wm=wm: wm.generate(model, **common)
+        # Every timed call starts with an empty context memory (gumbel), so every step is
+        # keyed: the repeats reuse one prompt, and remembered contexts would skip the draw.
+        runners[s] = lambda wm=wm: (wm.clear_context_memory(), wm.generate(model, **common))[1]
     return runners
 
 
