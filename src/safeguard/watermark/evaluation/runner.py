@@ -1019,6 +1019,19 @@ def format_markdown(report: dict[str, Any]) -> str:
             f"| {s} | {q['perplexity_mean']:.2f} | {t['difference']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] | "
             f"{t['p_value']:.3g} | {b['difference']:+.3f} [{b['ci_low']:+.3f}, {b['ci_high']:+.3f}] | {b['p_value']:.3g} | {moved} |"
         )
+    diverse = [
+        s
+        for s in schemes
+        if s in ("exp", "exp-edit") and report["quality"][s]["self_bleu_test"].get("moved")
+    ]
+    if diverse:
+        lines += [
+            "",
+            f"{' and '.join(diverse)}: every text under one key reads the same cyclic key sequence "
+            "from a random shift, so texts share key positions and resemble each other (self-BLEU "
+            "rises) unless `key_len` is much longer than a text, at a detection cost that grows "
+            "with it. gumbel's context memory keeps texts under one key independent.",
+        ]
     sweep = report.get("entropy_sweep")
     if sweep:
         lines += [
