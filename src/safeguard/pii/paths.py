@@ -13,9 +13,10 @@ KeyError: "field 'meta.missing' not found (no key 'missing' under 'meta')"
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["locate", "parse_path"]
+__all__ = ["locate", "locate_texts", "parse_path"]
 
 
 def parse_path(path: str) -> tuple[str, ...]:
@@ -55,3 +56,31 @@ def locate(record: Any, path: str) -> list[tuple[Any, Any]]:
         frontier = nxt
         walked.append(part)
     return frontier
+
+
+def locate_texts(
+    record: Any, fields: Sequence[str], patient_field: str | None = None
+) -> tuple[str | None, list[tuple[Any, Any]]]:
+    """The patient id and every ``(container, key)`` holding a text to scrub in ``record``.
+
+    ``None`` values are skipped (nothing to scrub); the patient id is the first value the
+    ``patient_field`` path reaches, as a string, or ``None``.
+
+    Raises:
+        KeyError: A field (or the patient field) is missing.
+        TypeError: A field holds something other than a string or ``None``.
+    """
+    pid = None
+    if patient_field:
+        found = locate(record, patient_field)
+        pid = str(found[0][0][found[0][1]]) if found else None
+    slots: list[tuple[Any, Any]] = []
+    for f in fields:
+        for container, key in locate(record, f):
+            value = container[key]
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"field {f!r} is a {type(value).__name__}, expected a string")
+            slots.append((container, key))
+    return pid, slots

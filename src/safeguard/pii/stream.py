@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from safeguard import __version__
 from safeguard.errors import DataError
-from safeguard.pii.paths import locate, parse_path
+from safeguard.pii.paths import locate_texts, parse_path
 
 __all__ = ["ScrubReport", "detect_format", "scrub_file"]
 
@@ -624,22 +624,8 @@ def scrub_file(
         for ui, unit in enumerate(batch):
             if unit.empty or unit.error:
                 continue
-            mine: list[tuple[Any, Any]] = []
             try:
-                pid = None
-                if patient_field:
-                    found = locate(unit.record, patient_field)
-                    pid = str(found[0][0][found[0][1]]) if found else None
-                for f in fields:
-                    for container, key in locate(unit.record, f):
-                        value = container[key]
-                        if value is None:
-                            continue
-                        if not isinstance(value, str):
-                            raise TypeError(
-                                f"field {f!r} is a {type(value).__name__}, expected a string"
-                            )
-                        mine.append((container, key))
+                pid, mine = locate_texts(unit.record, fields, patient_field)
             except (KeyError, TypeError) as exc:
                 bad[ui] = str(exc.args[0]) if exc.args else type(exc).__name__
                 continue

@@ -405,7 +405,7 @@ class _ScrubWorker:
         self.source = source
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from safeguard.pii.paths import locate
+        from safeguard.pii.paths import locate_texts
         from safeguard.pii.stream import _scrub_texts
 
         n = len(batch["pos"])
@@ -428,22 +428,8 @@ class _ScrubWorker:
         for i in range(n):
             if kinds[i] == "empty" or errors[i] is not None:
                 continue
-            mine: list[tuple[Any, Any]] = []
             try:
-                pid = None
-                if self.patient_field:
-                    found = locate(records[i], self.patient_field)
-                    pid = str(found[0][0][found[0][1]]) if found else None
-                for f in self.fields:
-                    for container, key in locate(records[i], f):
-                        value = container[key]
-                        if value is None:
-                            continue
-                        if not isinstance(value, str):
-                            raise TypeError(
-                                f"field {f!r} is a {type(value).__name__}, expected a string"
-                            )
-                        mine.append((container, key))
+                pid, mine = locate_texts(records[i], self.fields, self.patient_field)
             except (KeyError, TypeError) as exc:
                 bad[i] = str(exc.args[0]) if exc.args else type(exc).__name__
                 continue
