@@ -12,8 +12,9 @@ The pieces are plain modules so that a study can use any of them alone:
 * :mod:`~safeguard.watermark.evaluation.competitors` — transformers' KGW and SynthID-Text
   with exact p-values, run side by side on the same model and prompts;
 * :mod:`~safeguard.watermark.evaluation.lm` — the small evaluation language model shipped
-  with the package and its held-out human text;
-* :mod:`~safeguard.watermark.evaluation.runner` — the study behind ``safeguard eval``.
+  with the package, its held-out human text, and sampling continuations for any scheme;
+* :mod:`~safeguard.watermark.evaluation.runner` — the study behind ``safeguard eval``;
+* :mod:`~safeguard.watermark.evaluation.report` — its report: JSON, Markdown tables, plots.
 
 Importing this package imports nothing heavy; each module states what it needs.
 """
