@@ -234,6 +234,8 @@ def _print_links(result: Any, as_json: bool) -> None:
             json.dumps(
                 {
                     "ok": result.ok,
+                    "summary": result.verdict,
+                    "unchecked": list(result.unchecked),
                     "links": [
                         {"name": lk.name, "ok": lk.ok, "detail": lk.detail} for lk in result.links
                     ],
@@ -244,11 +246,7 @@ def _print_links(result: Any, as_json: bool) -> None:
         return
     for link in result.links:
         _out(f"  {'ok  ' if link.ok else 'FAIL'}  {link.name}: {link.detail}")
-    if result.ok:
-        _out("chain verified" if len(result.manifests) > 1 else "verified")
-    else:
-        names = ", ".join(dict.fromkeys(lk.name for lk in result.broken))
-        _out(f"FAILED: broken link(s): {names}")
+    _out(result.verdict)
 
 
 def _load_policy(name: str | None) -> Any:
@@ -260,8 +258,8 @@ def _load_policy(name: str | None) -> Any:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from safeguard.provenance import ChainResult, load_manifest, verify, verify_chain
-    from safeguard.provenance.chain import ChainLink, check_policy
+    from safeguard.provenance import verify_chain
+    from safeguard.provenance.chain import verify_manifests
 
     keys = _public_keys(args.pubkey)
     policy = _load_policy(args.policy)
@@ -282,57 +280,18 @@ def _verify(args: argparse.Namespace) -> int:
                 policy=policy,
                 require_signature=require_signature,
                 check_subjects=not args.skip_subjects,
+                require_subjects=args.require_subjects,
             )
         else:
-            m = load_manifest(path)
-            links = []
-            try:
-                res = verify(
-                    m,
-                    keys,
-                    threshold=args.threshold,
-                    require_signature=require_signature,
-                    check_subjects=not args.skip_subjects,
-                    require_subjects=args.require_subjects,
-                )
-            except VerificationError as exc:
-                links.append(
-                    ChainLink(
-                        name=f"{m.kind} manifest {Path(path).name}: verify",
-                        ok=False,
-                        detail=str(exc),
-                    )
-                )
-            else:
-                detail = []
-                if res.key_ids:
-                    detail.append("signed by " + ", ".join(res.key_ids))
-                ok_subjects = [s.name for s in res.subjects if s.status == "ok"]
-                if ok_subjects:
-                    detail.append("subject digests match: " + ", ".join(ok_subjects))
-                if res.missing_subjects:
-                    detail.append("not present to check: " + ", ".join(res.missing_subjects))
-                detail.append("predicate schema ok")
-                links.append(
-                    ChainLink(
-                        name=f"{m.kind} manifest {Path(path).name}: verify",
-                        ok=True,
-                        detail="; ".join(detail),
-                    )
-                )
-            if policy is not None:
-                prov = policy.provenance
-                if prov is not None and prov.signing_required and args.allow_unsigned:
-                    links.append(
-                        ChainLink(
-                            name="policy: signatures",
-                            ok=False,
-                            detail=f"policy {policy.name!r} requires signed manifests, but signature "
-                            "checks were skipped (--allow-unsigned)",
-                        )
-                    )
-                links.extend(check_policy([m], policy))
-            result = ChainResult(links=tuple(links), manifests=(m,))
+            result = verify_manifests(
+                [path],
+                public_keys=keys,
+                policy=policy,
+                require_signature=require_signature,
+                threshold=args.threshold,
+                check_subjects=not args.skip_subjects,
+                require_subjects=args.require_subjects,
+            )
         if not args.json:
             _out(f"{path}:")
         _print_links(result, args.json)
@@ -499,7 +458,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--policy", help="policy name or path the run must satisfy")
     p.add_argument("--allow-unsigned", action="store_true", help="skip signature checks")
     p.add_argument(
-        "--require-subjects", action="store_true", help="fail when a subject file is absent"
+        "--require-subjects",
+        action="store_true",
+        help="fail when a subject file or folder is absent (names are relative to the manifest's "
+        "folder); a policy with provenance.require_subjects always does",
     )
     p.add_argument("--skip-subjects", action="store_true", help="do not recompute subject digests")
     p.add_argument("--json", action="store_true")

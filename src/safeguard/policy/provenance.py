@@ -25,6 +25,14 @@ class ProvenancePolicy(Section):
         min_signatures: How many distinct trusted keys must have signed each manifest.
         require_chain: Whether ``safeguard policy check`` on a generation manifest must walk
             the whole chain back to raw data.
+        require_subjects: Whether every subject of every manifest checked (the file or
+            model folder a manifest covers, at its signed name relative to the manifest's
+            folder) must be present so its digest is recomputed. On (the default), a
+            missing or renamed artifact is a failed check in ``safeguard manifest verify``
+            (with or without ``--chain``) and ``safeguard policy check``, and
+            ``--skip-subjects`` cannot satisfy the policy. Off, a missing subject is
+            reported as "not present, not checked" and the run can still pass on its
+            signatures and links alone (e.g. an auditor who was not given the raw data).
     """
 
     signing_required: bool = True
@@ -34,3 +42,4 @@ class ProvenancePolicy(Section):
     trusted_key_ids: list[KeyId] = Field(default_factory=list)
     min_signatures: int = Field(default=1, ge=1, le=16)
     require_chain: bool = True
+    require_subjects: bool = True

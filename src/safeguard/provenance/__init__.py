@@ -17,8 +17,10 @@ from safeguard.provenance.chain import (
     ChainError,
     ChainLink,
     ChainResult,
+    check_ledger,
     check_policy,
     verify_chain,
+    verify_manifests,
 )
 from safeguard.provenance.dataset import dataset_root, iter_records, prove_record
 from safeguard.provenance.digest import (
@@ -41,6 +43,7 @@ from safeguard.provenance.keys import (
 from safeguard.provenance.manifest import (
     Manifest,
     ManifestSchemaError,
+    MissingSubjectError,
     SubjectDigestError,
     VerificationResult,
     load_manifest,
@@ -76,6 +79,7 @@ __all__ = [
     "Manifest",
     "ManifestSchemaError",
     "MerkleTree",
+    "MissingSubjectError",
     "PredicateSchemaError",
     "PrivateKey",
     "PublicKey",
@@ -85,6 +89,7 @@ __all__ = [
     "SubjectDigestError",
     "UnknownPredicateError",
     "VerificationResult",
+    "check_ledger",
     "check_policy",
     "croissant_metadata",
     "dataset_predicate",
@@ -111,5 +116,6 @@ __all__ = [
     "verify",
     "verify_chain",
     "verify_inclusion",
+    "verify_manifests",
     "write_manifest",
 ]

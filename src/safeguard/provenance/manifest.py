@@ -2,7 +2,10 @@
 
 A manifest file is the DSSE JSON envelope. Subject names are paths relative to
 the manifest's folder, so a folder of artifacts and manifests can be moved or
-handed over as a whole and still verified.
+handed over as a whole and still verified. A subject that is not at its signed
+path (a file left behind, a model folder renamed) cannot be checked: :func:`verify`
+reports it as ``missing``, or fails with :class:`MissingSubjectError` when subjects
+are required.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from safeguard.errors import DataError, VerificationError
 from safeguard.provenance.digest import digest_directory, sha256_file
@@ -30,6 +33,7 @@ from safeguard.provenance.statement import Statement, Subject
 __all__ = [
     "Manifest",
     "ManifestSchemaError",
+    "MissingSubjectError",
     "SubjectCheck",
     "SubjectDigestError",
     "VerificationResult",
@@ -45,6 +49,10 @@ log = logging.getLogger(__name__)
 
 class SubjectDigestError(VerificationError):
     """A subject file is present but its digest differs from the one in the statement."""
+
+
+class MissingSubjectError(SubjectDigestError):
+    """A subject is not at its signed path, so its digest cannot be checked (when required)."""
 
 
 class ManifestSchemaError(VerificationError):
@@ -71,6 +79,14 @@ class Manifest:
     def base_dir(self) -> Path:
         """The folder subject names are relative to."""
         return self.path.parent if self.path is not None else Path.cwd()
+
+    def subject_path(self, name: str, base_dir: str | os.PathLike[str] | None = None) -> Path:
+        """Where the subject called ``name`` is looked for: ``base_dir`` (default
+        :attr:`base_dir`, the manifest's folder) joined with the name, unless it is absolute."""
+        target = Path(name)
+        if target.is_absolute():
+            return target
+        return (Path(base_dir) if base_dir is not None else self.base_dir) / target
 
     @classmethod
     def from_envelope(cls, envelope: Envelope, *, path: Path | None = None) -> Manifest:
@@ -104,10 +120,12 @@ class SubjectCheck:
     Attributes:
         name: The subject's name.
         status: ``ok`` (recomputed and equal) or ``missing`` (no such file; not checked).
+        path: Where the file or folder was looked for.
     """
 
     name: str
-    status: str
+    status: Literal["ok", "missing"]
+    path: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,18 +296,32 @@ def write_manifest(
     return out
 
 
+def missing_subjects_message(missing: Sequence[SubjectCheck], base_dir: Path) -> str:
+    """Say which subjects are not where the manifest puts them, and how to fix it.
+
+    >>> print(missing_subjects_message([SubjectCheck(name="clean.jsonl", status="missing",
+    ...     path="out/clean.jsonl")], Path("out")))  # doctest: +NORMALIZE_WHITESPACE
+    subject 'clean.jsonl' is not at 'out/clean.jsonl', so its digest cannot be checked;
+    subject names are relative to the manifest's folder ('out'): put the artifact back at
+    that path under the name it was signed with (a renamed file or model folder does not
+    match), and keep the manifest in the folder it was written to, beside its artifacts
+    """
+    where = "; ".join(f"subject {s.name!r} is not at {s.path!r}" for s in missing)
+    its = "its digest" if len(missing) == 1 else "their digests"
+    return (
+        f"{where}, so {its} cannot be checked; subject names are relative to the "
+        f"manifest's folder ({str(base_dir)!r}): put the artifact back at that path under the "
+        "name it was signed with (a renamed file or model folder does not match), and keep the "
+        "manifest in the folder it was written to, beside its artifacts"
+    )
+
+
 def _check_subjects(manifest: Manifest, base_dir: Path, require: bool) -> tuple[SubjectCheck, ...]:
     checks = []
     for subject in manifest.statement.subjects:
-        target = Path(subject.name)
-        if not target.is_absolute():
-            target = base_dir / target
+        target = manifest.subject_path(subject.name, base_dir)
         if not target.exists():
-            if require:
-                raise SubjectDigestError(
-                    f"subject {subject.name!r} is not at {str(target)!r}; it cannot be checked"
-                )
-            checks.append(SubjectCheck(name=subject.name, status="missing"))
+            checks.append(SubjectCheck(name=subject.name, status="missing", path=str(target)))
             continue
         actual, current = _digest_any(target)
         if actual != subject.sha256:
@@ -309,7 +341,10 @@ def _check_subjects(manifest: Manifest, base_dir: Path, require: bool) -> tuple[
                 f"subject {subject.name!r}: the folder's contents match but its file names do not"
                 f"{_changed_files(subject, current)}; files were renamed"
             )
-        checks.append(SubjectCheck(name=subject.name, status="ok"))
+        checks.append(SubjectCheck(name=subject.name, status="ok", path=str(target)))
+    missing = [c for c in checks if c.status == "missing"]
+    if require and missing:
+        raise MissingSubjectError(missing_subjects_message(missing, base_dir))
     return tuple(checks)
 
 
@@ -332,7 +367,8 @@ def verify(
         require_signature: Fail when no trusted signature verifies (set False only to inspect
             unsigned drafts).
         check_subjects: Recompute the digests of subject files that are present.
-        require_subjects: Fail when a subject file is absent instead of noting it.
+        require_subjects: Fail (:class:`MissingSubjectError`) when a subject file is absent
+            instead of reporting it as ``missing``.
         base_dir: Folder subject names are relative to (default: the manifest's folder).
 
     Returns:
@@ -341,6 +377,7 @@ def verify(
     Raises:
         SignatureError: The signature check failed.
         SubjectDigestError: A subject file's digest differs.
+        MissingSubjectError: ``require_subjects`` and a subject is not at its path.
         UsageError: The manifest is malformed (see :func:`load_manifest`).
     """
     if isinstance(manifest, (str, os.PathLike)):

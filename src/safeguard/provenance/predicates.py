@@ -500,6 +500,38 @@ def scrub_predicate_from_report(
     )
 
 
+def _ledger_anchor(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """``ledger_entries`` / ``ledger_head`` from a ledger summary's ``entries`` / ``head``.
+
+    >>> _ledger_anchor({"entries": 3, "head": "ab" * 32})["ledger_entries"]
+    3
+    >>> _ledger_anchor({"epsilon": 1.0})
+    {}
+    """
+    out: dict[str, Any] = {}
+    entries = summary.get("entries")
+    if entries is not None:
+        if isinstance(entries, bool) or not isinstance(entries, int) or entries < 0:
+            raise DataError(
+                f"ledger summary `entries` (={entries!r}) must be the number of ledger entries, "
+                "an integer >= 0; pass the ledger's summary unchanged"
+            )
+        out["ledger_entries"] = entries
+    head = summary.get("head")
+    if head is not None:
+        if not (isinstance(head, str) and _is_sha256(head)):
+            raise DataError(
+                f"ledger summary `head` (={head!r}) must be the hex sha256 of the newest ledger "
+                "entry (64 lower-case hex digits); pass the ledger's summary unchanged"
+            )
+        out["ledger_head"] = head
+    return out
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def training_predicate(
     *,
     dp_config: Mapping[str, Any],
@@ -517,7 +549,10 @@ def training_predicate(
 
     ``resolvedDependencies`` holds the base model and dataset digests (annotated with their
     ``role``), ``externalParameters.dp`` the DP config, and the byproduct ``privacy-ledger``
-    the ledger summary with the epsilon spent (``annotations.epsilon_spent``).
+    the ledger summary with the epsilon spent (``annotations.epsilon_spent``) and, when the
+    summary carries them, the ledger's anchor: ``annotations.ledger_entries`` (entries in
+    ``privacy_ledger.jsonl``) and ``annotations.ledger_head`` (hex sha256 of the newest
+    entry), which verification checks against the ledger file in the model folder.
 
     Args:
         dp_config: The DP config as a dict (``DPConfig.to_dict()``), e.g. ``target_epsilon``,
@@ -526,13 +561,17 @@ def training_predicate(
         base_model: The model fine-tuned, if any.
         ledger: Ledger summary, e.g. ``{"epsilon_spent": 7.9, "delta": 1e-5, "steps": 300,
             "accountant": "prv"}``, or ``LedgerSummary.to_dict()`` (its ``epsilon`` is copied
-            to ``epsilon_spent``).
+            to ``epsilon_spent``, its ``entries`` to ``ledger_entries`` and its ``head`` to
+            ``ledger_head``).
         builder_id: Who ran the build.
         invocation_id: An id of this run.
         started_on: RFC 3339 start time.
         finished_on: RFC 3339 end time (default: now).
         internal_parameters: Parameters that do not change the guarantee (threads, device).
         extra_external: Further external parameters (e.g. the policy name).
+
+    Raises:
+        DataError: The ledger's ``entries`` is not a count or its ``head`` is not a hex sha256.
     """
     deps = []
     if base_model is not None:
@@ -547,6 +586,7 @@ def training_predicate(
         # a LedgerSummary.to_dict() names the spent budget `epsilon`
         if "epsilon_spent" not in summary and isinstance(summary.get("epsilon"), (int, float)):
             summary["epsilon_spent"] = summary["epsilon"]
+        summary.update(_ledger_anchor(summary))
         byproducts.append(
             {"name": "privacy-ledger", "mediaType": "application/json", "annotations": summary}
         )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,16 @@ class Run:
     generation_manifest: Path
 
 
+def ledger_lines(n: int) -> list[str]:
+    """``n`` hand-built ledger entries (JSON lines with ``index``, ``prev`` and ``hash``)."""
+    lines, prev = [], "0" * 64
+    for i in range(n):
+        body = {"index": i, "kind": "run_start" if i == 0 else "step", "prev": prev}
+        body["hash"] = prev = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        lines.append(json.dumps(body, sort_keys=True))
+    return lines
+
+
 def build_run(
     root: Path,
     *,
@@ -41,8 +53,13 @@ def build_run(
     scrub_policy: str = "healthcare-hipaa",
     watermark: dict | None = None,
     sign: bool = True,
+    ledger_entries: int | None = None,
 ) -> Run:
-    """A whole healthcare run as plain files: raw -> scrubbed -> model -> text, with manifests."""
+    """A whole healthcare run as plain files: raw -> scrubbed -> model -> text, with manifests.
+
+    With ``ledger_entries``, the model folder holds a hand-built ``privacy_ledger.jsonl`` of
+    that many entries and the training manifest records its anchor (``entries``/``head``).
+    """
     root.mkdir(parents=True, exist_ok=True)
     key_path = root / "keys" / "signing.pem"
     key_path.parent.mkdir()
@@ -92,6 +109,12 @@ def build_run(
     model.mkdir()
     (model / "config.json").write_text('{"n_layer": 2}')
     (model / "model.safetensors").write_bytes(bytes(range(256)) * 8)
+    anchor: dict = {}
+    if ledger_entries is not None:
+        lines = ledger_lines(ledger_entries)
+        (model / "privacy_ledger.jsonl").write_text("".join(line + "\n" for line in lines))
+        head = json.loads(lines[-1])["hash"] if lines else "0" * 64
+        anchor = {"entries": ledger_entries, "head": head}
     training_manifest = write_manifest(
         "training",
         [model],
@@ -109,6 +132,7 @@ def build_run(
                 "delta": 1e-5,
                 "accountant": "prv",
                 "steps": 12,
+                **anchor,
             },
         ),
         root / "training.json",
