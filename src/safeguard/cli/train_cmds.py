@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="continue the privacy budget of this earlier ledger (copied into --out); needed when "
+        "--out or the same data already shows DP training but its ledger is gone or elsewhere",
+    )
+    p.add_argument(
         "--target-epsilon",
         type=float,
         default=None,
@@ -81,7 +87,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-length", type=int, default=128, help="tokens per record (truncated, padded)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of torch's global generator (initialisation, dropout); the DP noise and "
+        "batch sampling never use it (default: 0)",
+    )
+    p.add_argument(
+        "--dp-seed",
+        type=int,
+        default=None,
+        help="fix the DP noise and batch sampling (reproducibility experiments only: VOIDS the DP "
+        "guarantee, is marked so in the ledger and manifest, and is refused by policies without "
+        "allow_seeded_noise). Default: the OS's entropy, never stored",
+    )
     p.add_argument(
         "--plot-points", type=int, default=20, help="ε evaluations in the plot (default 20)"
     )
@@ -211,6 +231,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--model {str(model_dir)!r} is not a model folder (no config.json); save it with save_pretrained"
         )
 
+    checkpoint = out / CHECKPOINT
+    ledger = _open_ledger(args, out, checkpoint)
     torch.manual_seed(args.seed)
     records, bad = _read_records(Path(args.data), section.group_by, out / QUARANTINE)
     if bad:
@@ -226,7 +248,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             ),
         )
 
-    overrides: dict[str, Any] = {"seed": args.seed}
+    overrides: dict[str, Any] = {}
+    if args.dp_seed is not None:
+        overrides["seed"] = args.dp_seed
     if args.target_epsilon is not None:
         if not 0 < args.target_epsilon <= section.target_epsilon:
             raise UsageError(
@@ -239,7 +263,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.physical_batch_size:
         overrides["physical_batch_size"] = args.physical_batch_size
     batch_size = args.batch_size or section.batch_size or 16
-    checkpoint = out / CHECKPOINT
     state = None
     if args.resume:
         if not checkpoint.exists():
@@ -278,7 +301,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size)
     try:
         run = make_private(
-            model=model, optimizer=optimizer, data_loader=loader, config=config, ledger=out / LEDGER
+            model=model, optimizer=optimizer, data_loader=loader, config=config, ledger=ledger
         )
     except BudgetExceededError as exc:
         sys.stderr.write(f"safeguard train: budget: {exc}\n")
@@ -347,6 +370,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.manifest:
         _write_training_manifest(args, out, config, run.ledger)
     return status
+
+
+def _open_ledger(args: argparse.Namespace, out: Path, checkpoint: Path) -> Any:
+    """The run's ledger, checked against every anchor (see safeguard.privacy.anchors)."""
+    from safeguard.privacy.anchors import open_run_ledger
+    from safeguard.provenance.digest import sha256_file
+
+    data = Path(args.data)
+    if not data.is_file():
+        raise DataError(f"--data {str(data)!r} does not exist or is not a file")
+    if args.ledger is not None and not Path(args.ledger).is_file():
+        raise DataError(f"--ledger {args.ledger!r} does not exist; name the earlier ledger file")
+    return open_run_ledger(
+        out,
+        ledger_name=LEDGER,
+        dataset_sha256=sha256_file(data),
+        checkpoint=checkpoint,
+        continue_from=args.ledger,
+        resume=bool(args.resume),
+    )
 
 
 def _check_manifest_args(args: argparse.Namespace) -> None:

@@ -25,6 +25,10 @@ class PrivacyPolicy(Section):
         batch_size: Default expected logical batch size.
         grad_sample_mode: How per-sample gradients are computed (``auto`` chooses).
         max_examples_per_user: With ``group_by``, at most this many of a user's examples per batch.
+        allow_seeded_noise: Whether a run may draw its DP noise and batches from a fixed seed
+            (reproducibility experiments). Whoever knows the seed can regenerate the noise and
+            subtract it, so such a run carries no DP guarantee; off by default, and a policy
+            that exists to protect real data (healthcare-hipaa) keeps it off.
     """
 
     target_epsilon: float = Field(default=8.0, gt=0.0)
@@ -38,6 +42,7 @@ class PrivacyPolicy(Section):
     batch_size: int | None = Field(default=None, gt=0)
     grad_sample_mode: Literal["auto", "hooks", "functorch", "ghost", "bk"] | None = None
     max_examples_per_user: int | None = Field(default=None, ge=1)
+    allow_seeded_noise: bool = False
 
     @model_validator(mode="after")
     def _check_unit(self) -> PrivacyPolicy:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from safeguard.errors import BudgetExceededError, ConfigError, VerificationError, missing_dependency
-from safeguard.privacy._opacus import PrivateTraining, _batch_len, make_private
+from safeguard.privacy._opacus import PrivateTraining, _batch_len, make_private, save_private
 from safeguard.privacy.config import DPConfig
 from safeguard.privacy.ledger import BudgetLedger
 from safeguard.privacy.report import write_report
@@ -128,7 +128,20 @@ class DPTrainer(Trainer):
             )
         ledger = self._ledger_arg
         if ledger is None:
-            ledger = self._ledger_path()
+            # The default ledger is anchored in output_dir: a deleted or truncated ledger next
+            # to a trained model is refused rather than restarted (safeguard.privacy.anchors).
+            from safeguard.privacy.anchors import open_run_ledger
+
+            saved_copy = Path(resume) / LEDGER_NAME if resume is not None else None
+            main = self._ledger_path()
+            missing = not (main.exists() and main.stat().st_size > 0)
+            ledger = open_run_ledger(
+                self.args.output_dir,
+                ledger_name=LEDGER_NAME,
+                continue_from=saved_copy
+                if missing and saved_copy is not None and saved_copy.exists()
+                else None,
+            )
         if not isinstance(ledger, BudgetLedger):
             ledger = BudgetLedger(ledger)
         if state is not None:
@@ -221,7 +234,7 @@ class DPTrainer(Trainer):
             / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         )
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save(
+        save_private(
             {
                 "ledger": run.ledger.to_lines(),
                 "ledger_head": run.ledger.head(),

@@ -586,10 +586,16 @@ class PrivateTraining:
                 p.grad = torch.zeros_like(p)
 
     def generator_states(self) -> dict[str, Any]:
-        """States of the sampling and noise generators (``None`` where unseeded)."""
+        """States of the sampling and noise generators of a seeded run (``None`` otherwise).
+
+        An unseeded run's generators are seeded from the OS's entropy and their states are
+        never exported: with them, anyone could replay the noise.
+        """
         sampler = getattr(self.data_loader, "batch_sampler", None)
         gen = getattr(sampler, "generator", None)
         noise = self.optimizer.generator
+        if not self._seeded:
+            return {"sampler": None, "noise": None}
         return {
             "sampler": gen.get_state() if isinstance(gen, torch.Generator) else None,
             "noise": noise.get_state() if isinstance(noise, torch.Generator) else None,
@@ -633,18 +639,32 @@ class PrivateTraining:
                 "torch": torch.get_rng_state(),
                 "numpy": np.random.get_state(),
                 "python": random.getstate(),
-                "sampler": gen.get_state() if isinstance(gen, torch.Generator) else None,
+                # The DP generators' states let anyone who reads the checkpoint replay the noise
+                # (and, for a Mersenne Twister, recover the noise already drawn): they are kept
+                # only for a seeded run, whose guarantee is void anyway. An unseeded run resumes
+                # with fresh entropy.
+                "sampler": gen.get_state()
+                if self._seeded and isinstance(gen, torch.Generator)
+                else None,
                 "noise": self.optimizer.generator.get_state()
-                if isinstance(self.optimizer.generator, torch.Generator)
+                if self._seeded and isinstance(self.optimizer.generator, torch.Generator)
                 else None,
             },
         }
 
+    @property
+    def _seeded(self) -> bool:
+        return self.config.seed is not None and not self.config.secure_mode
+
     def save_checkpoint(self, path: str | os.PathLike[str]) -> Path:
-        """Save :meth:`state_dict` to ``path`` (``torch.save``) and the ledger beside it."""
+        """Save :meth:`state_dict` to ``path`` (``torch.save``, mode 0600) and the ledger beside it.
+
+        The checkpoint holds the weights (trained on private data) and, for a seeded run, the
+        generator states, so it is readable by its owner only; it is replaced atomically.
+        """
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), p)
+        save_private(self.state_dict(), p)
         self.ledger.save(p.with_suffix(".ledger.jsonl"))
         return p
 
@@ -732,6 +752,20 @@ def _is_prefix(short: list[dict[str, Any]], long: list[dict[str, Any]]) -> bool:
     )
 
 
+def save_private(obj: Any, path: Path) -> None:
+    """``torch.save`` ``obj`` to ``path`` through a 0600 temporary file, then rename it."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
 def _replace_ledger(target: BudgetLedger, saved: BudgetLedger) -> None:
     """Reconcile ``target`` (this run's ledger) with a checkpoint's ledger, conservatively.
 
@@ -757,6 +791,7 @@ def _replace_ledger(target: BudgetLedger, saved: BudgetLedger) -> None:
     target._eps_cache.clear()
     if target.path is not None:
         target.save(target.path)
+    target.write_anchors()
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -1010,6 +1045,11 @@ def _dataset_size(loader: DataLoader) -> int:
         ) from exc
 
 
+def _entropy_seed() -> int:
+    """64 bits from the operating system's entropy pool, for a generator seed never stored."""
+    return int.from_bytes(os.urandom(8), "little")
+
+
 def _fingerprint(dataset: Any) -> str | None:
     fp = getattr(dataset, "_fingerprint", None)
     return str(fp) if fp else None
@@ -1162,11 +1202,18 @@ def make_private(
         )
 
     # ---- the Opacus pieces
-    seed_gen = None
-    noise_gen = None
-    if config.seed is not None and not config.secure_mode:
+    # DP randomness never comes from torch's global generator (a user's manual_seed would fix
+    # it): without an explicit seed both generators are seeded from the OS's entropy, and
+    # those seeds are not kept anywhere.
+    noise_device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    seeded = config.seed is not None and not config.secure_mode
+    if seeded:
+        assert config.seed is not None
         seed_gen = torch.Generator().manual_seed(config.seed)
-        noise_gen = torch.Generator().manual_seed(config.seed + 1)
+        noise_gen = torch.Generator(device=noise_device).manual_seed(config.seed + 1)
+    else:
+        seed_gen = torch.Generator().manual_seed(_entropy_seed())
+        noise_gen = torch.Generator(device=noise_device).manual_seed(_entropy_seed())
     if config.secure_mode:
         try:
             import torchcsprng as csprng  # type: ignore[import-not-found]
@@ -1267,6 +1314,7 @@ def make_private(
         max_epsilon=config.max_epsilon,
         planned_steps=planned,
         dataset_fingerprint=_fingerprint(dataset),
+        seeded_noise=seeded,
     )
     allowed = None
     if config.max_epsilon is not None:

@@ -100,7 +100,13 @@ class DPConfig:
             examples; trainable weights change and frozen ones do not after the first step).
         secure_mode: Use a cryptographically secure RNG for noise and sampling
             (needs ``torchcsprng``).
-        seed: Seed of the sampling and noise generators (ignored in secure mode).
+        seed: Seed of the Poisson sampler and the DP noise, for reproducibility experiments
+            only: whoever knows it can regenerate the noise and subtract it from the weights,
+            so a seeded run has **no** DP guarantee. It warns, is recorded as such in the
+            ledger (``dp_guarantee_void``) and in training manifests, and policies refuse it
+            unless they set ``allow_seeded_noise``. ``None`` (the default) seeds both
+            generators from 64 bits of the operating system's entropy (``os.urandom``),
+            which are never stored; checkpoints then keep no generator state either.
     """
 
     target_epsilon: float | None = None
@@ -124,6 +130,22 @@ class DPConfig:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        for name in (
+            "target_epsilon",
+            "noise_multiplier",
+            "target_delta",
+            "max_grad_norm",
+            "epochs",
+            "max_epsilon",
+        ):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(
+                    f"`{name}` (={value!r}) must be a number, not {type(value).__name__}; "
+                    f"write e.g. {name}=8.0 without quotes"
+                )
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"`seed` (={self.seed!r}) must be an integer or None")
         if (self.target_epsilon is None) == (self.noise_multiplier is None):
             problems.append(
                 "set exactly one of `target_epsilon` (σ is then calibrated) and `noise_multiplier` "
@@ -217,6 +239,14 @@ class DPConfig:
                 UserWarning,
                 stacklevel=3,
             )
+        if self.seed is not None and not self.secure_mode:
+            warnings.warn(
+                f"`seed` (={self.seed}) fixes the DP noise and the sampled batches: anyone who knows "
+                "it can regenerate the noise, so this run has no DP guarantee (the ledger and "
+                "manifest say so). Use it for reproducibility experiments only",
+                UserWarning,
+                stacklevel=3,
+            )
         if not self.poisson_sampling:
             warnings.warn(
                 "`poisson_sampling=False`: the accountants assume each unit is sampled independently "
@@ -286,6 +316,13 @@ class DPConfig:
             value = getattr(section, name, None)
             if value is not None:
                 values[name] = value
+        if overrides.get("seed") is not None and not section.allow_seeded_noise:
+            raise PolicyError(
+                f"policy {policy.name!r} refuses `seed` (={overrides['seed']!r}): a fixed seed lets "
+                "anyone who knows it regenerate the DP noise, voiding the guarantee. Leave the seed "
+                "unset (noise from the OS's entropy), or use a policy with `allow_seeded_noise: true` "
+                "for a reproducibility experiment"
+            )
         if "noise_multiplier" in overrides:
             values.pop("target_epsilon")
             values.setdefault("max_epsilon", section.target_epsilon)

@@ -31,7 +31,14 @@ from typing import Any
 from safeguard.errors import BudgetExceededError, ConfigError, VerificationError, missing_dependency
 from safeguard.privacy import accounting
 
-__all__ = ["GENESIS", "LEDGER_VERSION", "BudgetLedger", "LedgerSummary", "library_versions"]
+__all__ = [
+    "GENESIS",
+    "LEDGER_VERSION",
+    "BudgetLedger",
+    "LedgerAnchor",
+    "LedgerSummary",
+    "library_versions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,13 @@ def _canonical(entry: dict[str, Any]) -> bytes:
 def _entry_hash(entry: dict[str, Any]) -> str:
     body = {k: v for k, v in entry.items() if k != "hash"}
     return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def _write_json_atomic(path: Path, body: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(body, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def library_versions() -> dict[str, str]:
@@ -103,6 +117,40 @@ def compute_epsilon(
 
 
 @dataclass(frozen=True, kw_only=True)
+class LedgerAnchor:
+    """The head of a ledger at one moment: how many entries it had and the newest hash.
+
+    A hash chain proves that no entry was edited, removed or reordered *inside* the chain,
+    but a ledger cut short at its tail is still a valid chain. Anchors close that gap: they
+    are copied into places a truncated or deleted ledger cannot rewrite by itself (the
+    checkpoint, the model folder, the signed training manifest, the per-dataset registry),
+    and a ledger is only accepted if it *extends* every anchor it is shown
+    (:meth:`BudgetLedger.check_anchor`).
+
+    Attributes:
+        entries: Number of entries the ledger had.
+        head: SHA-256 (hex) of its newest entry (:data:`GENESIS` for an empty ledger).
+    """
+
+    entries: int
+    head: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entries": self.entries, "head": self.head}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "anchor") -> LedgerAnchor:
+        """Parse :meth:`to_dict` output; :class:`VerificationError` if it is malformed."""
+        try:
+            entries, head = data["entries"], data["head"]
+        except (KeyError, TypeError) as exc:
+            raise VerificationError(f"{source}: not a ledger anchor (needs `entries` and `head`)") from exc
+        if not (isinstance(entries, int) and entries >= 0 and isinstance(head, str) and len(head) == 64):
+            raise VerificationError(f"{source}: malformed ledger anchor {data!r}")
+        return cls(entries=entries, head=head)
+
+
+@dataclass(frozen=True, kw_only=True)
 class LedgerSummary:
     """What a ledger says, in one object (the core of the auditor report).
 
@@ -118,6 +166,10 @@ class LedgerSummary:
         history: ``(σ, q, steps)`` triples.
         unit_of_privacy: The unit the guarantee protects.
         max_epsilon: Hard budget, if any.
+        entries: Number of ledger entries summarised.
+        head: Hash of the newest entry (with ``entries``, the ledger's anchor).
+        seeded_noise: Some run drew its noise and batches from a fixed seed; whoever knows
+            the seed can regenerate the noise, so the DP guarantee does not hold.
     """
 
     accountant: str
@@ -130,6 +182,9 @@ class LedgerSummary:
     history: tuple[tuple[float, float, int], ...]
     unit_of_privacy: str
     max_epsilon: float | None
+    entries: int = 0
+    head: str = GENESIS
+    seeded_noise: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +198,10 @@ class LedgerSummary:
             "history": [list(h) for h in self.history],
             "unit_of_privacy": self.unit_of_privacy,
             "max_epsilon": self.max_epsilon,
+            "entries": self.entries,
+            "head": self.head,
+            "seeded_noise": self.seeded_noise,
+            "dp_guarantee": "void: seeded noise" if self.seeded_noise else "holds",
         }
 
 
@@ -152,15 +211,24 @@ class BudgetLedger:
     Args:
         path: JSON-lines file the ledger is appended to as it grows (``None``: in memory
             until :meth:`save`). An existing file is loaded and verified first.
+        anchor_files: JSON files rewritten (atomically) with the ledger's
+            :class:`LedgerAnchor` after every entry, so that a later truncation of ``path``
+            is caught by :meth:`check_anchor` (see :mod:`safeguard.privacy.anchors`).
 
     Raises:
         VerificationError: ``path`` exists but its chain does not verify.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        anchor_files: Sequence[str | os.PathLike[str]] = (),
+    ) -> None:
         self._entries: list[dict[str, Any]] = []
         self._path = Path(path) if path is not None else None
         self._eps_cache: dict[tuple[Any, ...], float] = {}
+        self._anchor_files = [Path(a) for a in anchor_files]
         if self._path is not None and self._path.exists() and self._path.stat().st_size > 0:
             self._entries = self._read_verified(self._path)
 
@@ -221,6 +289,7 @@ class BudgetLedger:
         ledger._entries = cls._read_verified(p)
         ledger._path = None
         ledger._eps_cache = {}
+        ledger._anchor_files = []
         return ledger
 
     @classmethod
@@ -232,6 +301,7 @@ class BudgetLedger:
         ledger._entries = entries
         ledger._path = None
         ledger._eps_cache = {}
+        ledger._anchor_files = []
         return ledger
 
     # ------------------------------------------------------------------ writing
@@ -246,7 +316,25 @@ class BudgetLedger:
             with self._path.open("a", encoding="utf-8") as fh:
                 fh.write(_canonical(entry).decode("utf-8") + "\n")
                 fh.flush()
+        self.write_anchors()
         return entry
+
+    def add_anchor_file(self, path: str | os.PathLike[str]) -> None:
+        """Keep ``path`` up to date with this ledger's anchor from now on (written now too)."""
+        p = Path(path)
+        if p not in self._anchor_files:
+            self._anchor_files.append(p)
+        self.write_anchors()
+
+    def write_anchors(self) -> None:
+        """Rewrite every anchor file with the current :meth:`anchor` (atomic replace)."""
+        if not self._anchor_files or not self._entries:
+            return  # an empty ledger anchors nothing (a failed first attempt leaves no trace)
+        body = self.anchor().to_dict()
+        if self._path is not None:
+            body["ledger"] = str(self._path.resolve())
+        for target in self._anchor_files:
+            _write_json_atomic(target, body)
 
     def start_run(
         self,
@@ -263,8 +351,12 @@ class BudgetLedger:
         max_epsilon: float | None,
         planned_steps: int | None,
         dataset_fingerprint: str | None = None,
+        seeded_noise: bool = False,
     ) -> None:
         """Record the start of a fine-tune.
+
+        ``seeded_noise`` marks a run whose noise and batches come from a fixed seed (a
+        reproducibility experiment): the entry then says the DP guarantee is void.
 
         Raises:
             ConfigError: The run's δ, accountant or unit of privacy differ from the earlier
@@ -305,6 +397,8 @@ class BudgetLedger:
                 "unit_of_privacy": unit_of_privacy,
                 "max_epsilon": max_epsilon,
                 "planned_steps": planned_steps,
+                "noise_source": "fixed seed" if seeded_noise else "os entropy",
+                "dp_guarantee_void": bool(seeded_noise),
                 "versions": library_versions(),
             }
         )
@@ -361,6 +455,44 @@ class BudgetLedger:
     def head(self) -> str:
         """Hash of the newest entry (pins the whole ledger)."""
         return self._entries[-1]["hash"] if self._entries else GENESIS
+
+    def anchor(self) -> LedgerAnchor:
+        """This ledger's :class:`LedgerAnchor` (entry count and head) now."""
+        return LedgerAnchor(entries=len(self._entries), head=self.head())
+
+    def extends(self, anchor: LedgerAnchor) -> bool:
+        """Whether this ledger is ``anchor``'s ledger or a continuation of it."""
+        if anchor.entries == 0:
+            return True
+        if len(self._entries) < anchor.entries:
+            return False
+        return self._entries[anchor.entries - 1]["hash"] == anchor.head
+
+    def check_anchor(self, anchor: LedgerAnchor, *, source: str) -> None:
+        """Raise :class:`VerificationError` unless this ledger extends ``anchor``.
+
+        Args:
+            anchor: A head recorded earlier (checkpoint, model folder, manifest, registry).
+            source: Where the anchor came from, for the message.
+        """
+        if self.extends(anchor):
+            return
+        where = str(self._path) if self._path is not None else "the ledger"
+        if len(self._entries) < anchor.entries:
+            raise VerificationError(
+                f"{where} has {len(self._entries)} entries but {source} recorded {anchor.entries} "
+                f"(head {anchor.head[:12]}): the ledger was truncated or replaced, so ε would be "
+                "undercounted. Restore the full ledger (a checkpoint keeps a copy) rather than train on"
+            )
+        raise VerificationError(
+            f"{where} differs from the history {source} recorded (entry {anchor.entries - 1} has "
+            f"hash {self._entries[anchor.entries - 1]['hash'][:12]}, anchor {anchor.head[:12]}): it is "
+            "another ledger, or one that was rewritten; use the ledger that history belongs to"
+        )
+
+    def seeded_noise(self) -> bool:
+        """Whether any run in this ledger drew its DP noise from a fixed seed."""
+        return any(bool(e.get("dp_guarantee_void")) for e in self._entries if e["kind"] == "run_start")
 
     def verify(self) -> None:
         """Re-check the hash chain; :class:`VerificationError` if it is broken."""
@@ -519,6 +651,9 @@ class BudgetLedger:
             history=tuple(history),
             unit_of_privacy=self.unit_of_privacy,
             max_epsilon=self.max_epsilon,
+            entries=len(self._entries),
+            head=self.head(),
+            seeded_noise=self.seeded_noise(),
         )
 
     def epsilon_curve(

@@ -40,6 +40,12 @@ def build_report(ledger: BudgetLedger, *, extra: dict[str, Any] | None = None) -
         "gdp_mu": summary.gdp_mu,
         "max_epsilon": summary.max_epsilon,
         "steps": summary.steps,
+        "dp_guarantee": "void: a run drew its noise from a fixed seed"
+        if summary.seeded_noise
+        else "holds",
+        "noise_source": "fixed seed (anyone who knows it can regenerate the noise)"
+        if summary.seeded_noise
+        else "the operating system's entropy (seeds never stored)",
         "sample_rate": last["sample_rate"],
         "noise_multiplier": last["noise_multiplier"],
         "max_grad_norm": last["max_grad_norm"],
@@ -55,6 +61,7 @@ def build_report(ledger: BudgetLedger, *, extra: dict[str, Any] | None = None) -
                 "noise_multiplier": r["noise_multiplier"],
                 "max_grad_norm": r["max_grad_norm"],
                 "planned_steps": r["planned_steps"],
+                "dp_guarantee_void": bool(r.get("dp_guarantee_void", False)),
             }
             for r in runs
         ],
