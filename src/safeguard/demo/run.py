@@ -101,6 +101,33 @@ class DemoSummary:
         )
 
 
+@contextlib.contextmanager
+def _demo_registry(out: Path, model_dp: Path) -> Any:
+    """A budget registry of the demo's own, started afresh with the demo's model folder.
+
+    The demo's notes are fictional and regenerated identically on every run, so each run is
+    a new story: its DP budget must not meet the previous run's (which the per-dataset
+    registry and the anchors beside the model would rightly refuse) nor a user's real
+    ``~/.safeguard`` registry.
+    """
+    import os
+    import shutil
+
+    home = out / ".safeguard-home"
+    for folder in (home, model_dp):
+        if folder.exists():
+            shutil.rmtree(folder)
+    before = os.environ.get("SAFEGUARD_HOME")
+    os.environ["SAFEGUARD_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SAFEGUARD_HOME", None)
+        else:
+            os.environ["SAFEGUARD_HOME"] = before
+
+
 class _Runner:
     """Runs CLI verbs in-process, logs their output, times steps, and reports progress."""
 
@@ -255,7 +282,9 @@ def run_demo(
         base = build_tiny_lm(out / "model-base", seed=seed)
 
     model_dp = out / "model-dp"
-    with run.step(f"DP fine-tune on the scrubbed notes ({POLICY} privacy budget)"):
+    with run.step(f"DP fine-tune on the scrubbed notes ({POLICY} privacy budget)"), _demo_registry(
+        out, model_dp
+    ):
         run.cli(
             "train",
             [
