@@ -6,6 +6,12 @@
 
 Exit codes: 0 done; 1 done but records were quarantined (unless ``--allow-quarantine``);
 2 usage or input error (missing/unreadable file, unknown field, malformed policy, ...).
+
+A record that cannot be read (invalid UTF-8, malformed JSON, a lone surrogate such as
+``"\\ud800"``, not an object) is quarantined with its line number and reason like any other
+bad record, and every other record is scrubbed; an input whose whole first batch is
+unreadable (a binary file, not JSONL) is refused with exit code 2. The quarantine file and
+the resume checkpoint are written with mode 0600 (they hold raw records / input digests).
 """
 
 from __future__ import annotations
@@ -17,12 +23,23 @@ from typing import Any
 
 __all__ = ["register"]
 
+_EPILOG = """\
+exit codes:
+  0  done (or records quarantined, with --allow-quarantine)
+  1  done, but some records were quarantined: each quarantine entry has the line number and
+     the reason (invalid UTF-8, malformed JSON, lone surrogate, missing field, too large, ...)
+  2  usage or input error: missing or unreadable input (or an I/O error), an input that is
+     not JSONL at all, unknown field, bad policy, a --resume whose input changed
+"""
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "scrub",
         help="scrub PII/PHI from a JSONL, CSV or Parquet file",
         description="Scrub the text fields of every record of IN into OUT under a policy's `pii:` section.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="IN", help="input file (.jsonl, .csv or .parquet)")
     p.add_argument("output", metavar="OUT", help="output file (format from its suffix)")
@@ -108,7 +125,8 @@ def register(subparsers: Any) -> None:
 def _scrub(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from safeguard.errors import ConfigError
+    from safeguard._files import warn_if_readable_by_others
+    from safeguard.errors import ConfigError, DataError
     from safeguard.pii import PseudonymKey, Scrubber
     from safeguard.pii.stream import scrub_file
     from safeguard.policy import load_policy, policy_digest
@@ -123,6 +141,8 @@ def _scrub(args: argparse.Namespace) -> int:
         raise ConfigError("--signing-key is only used with --manifest")
     policy = load_policy(args.policy)
     key = PseudonymKey.load(args.key_file) if args.key_file else None
+    if args.key_file:
+        warn_if_readable_by_others(args.key_file, "pseudonym key file")
     overrides: dict[str, Any] = {}
     if args.no_ner:
         overrides["use_ner"] = False
@@ -147,15 +167,24 @@ def _scrub(args: argparse.Namespace) -> int:
 
         report = ray_scrub_file(scrubber, Path(args.input), Path(args.output), **common)
     else:
-        report = scrub_file(
-            scrubber,
-            Path(args.input),
-            Path(args.output),
-            resume=args.resume,
-            processes=args.processes,
-            progress=args.progress,
-            **common,
-        )
+        try:
+            report = scrub_file(
+                scrubber,
+                Path(args.input),
+                Path(args.output),
+                resume=args.resume,
+                processes=args.processes,
+                progress=args.progress,
+                **common,
+            )
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise  # the entry point reports these as input errors (exit 2)
+        except OSError as exc:  # an I/O error mid-run: one line, exit 2; --resume continues
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise DataError(
+                f"I/O error while scrubbing{where}: {exc.strerror or exc}; "
+                "fix it and rerun with --resume"
+            ) from None
     rec = report.records
     summary = {
         "output": report.output["path"],

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from safeguard.errors import ConfigError
+from safeguard.errors import ConfigError, DataError
 from safeguard.pii.config import NER_ENTITIES, ScrubConfig
 from safeguard.pii.keys import PseudonymKey
 from safeguard.pii.operators import DocumentContext, apply_operator, document_digest
@@ -150,6 +150,7 @@ class Scrubber:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise ConfigError(f"texts[{i}] must be a str, got {type(text).__name__}")
+            _check_unicode(text, f"texts[{i}]")
             for s, e in chunk_spans(text, cfg.max_chunk_chars, cfg.chunk_overlap):
                 pieces.append(text[s:e])
                 owners.append((i, s))
@@ -186,6 +187,7 @@ class Scrubber:
         self, text: str, findings: Iterable[Finding], *, patient_id: str | None = None
     ) -> ScrubResult:
         """Apply the configured operators to ``findings`` (from :meth:`analyze`) in ``text``."""
+        _check_unicode(text, "`text`")
         cfg = self.config
         ctx = DocumentContext(
             key=self.key,
@@ -241,6 +243,27 @@ class Scrubber:
             "spacy_model": self.config.spacy_model,
             "key_id": self.key.key_id if self.key else None,
         }
+
+
+def _check_unicode(text: str, name: str) -> None:
+    """Refuse text holding a lone surrogate (``"\\ud800"``): it is not Unicode text.
+
+    Such a code point cannot be encoded as UTF-8, so spaCy, the keyed operators' digests and
+    any UTF-8 writer would fail on it later with a bare ``UnicodeEncodeError``. Replacing it
+    (with U+FFFD) would not be safe either: the scrubbed text would silently differ from the
+    source, and a surrogate inside an identifier ("Jo\\ud800hn Smith") splits it so that it
+    may no longer be recognised, letting the rest of it through. So the caller gets a
+    :class:`DataError` naming the position; :func:`safeguard.pii.stream.scrub_file`
+    quarantines such records before they reach the scrubber.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(
+            f"{name} contains a lone surrogate (U+{ord(text[exc.start]):04X}) at character "
+            f"{exc.start}: it is not valid Unicode and cannot be scrubbed or written as UTF-8; "
+            "fix the source text (e.g. decode its bytes with errors='replace') and retry"
+        ) from None
 
 
 def _keyed() -> set[str]:

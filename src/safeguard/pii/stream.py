@@ -4,12 +4,18 @@
 
 - the output to ``OUT.partial`` (Parquet: one part file per batch under ``OUT.parts/``),
   renamed to ``OUT`` only when the run completes (atomic: readers never see half a file);
-- records that cannot be processed to a quarantine JSONL file, each with its reason, its
-  input position and (below 1 MB) its raw text, counted in the report;
-- a checkpoint ``OUT.partial.ckpt.json`` after every batch, written after the output and
-  quarantine are flushed to disk, so that after a crash (even ``kill -9``) a rerun with
+- records that cannot be processed to a quarantine JSONL file (mode 0600: it holds raw
+  records), each with its reason, its input position and (below 1 MB) its raw text,
+  counted in the report. A line that is not UTF-8, not JSON, holds a lone surrogate
+  (``"\\ud800"``) or is not an object is quarantined like any other bad record; only an
+  input none of whose first batch of lines is readable is refused (it is not JSONL);
+- a checkpoint ``OUT.partial.ckpt.json`` (0600) after every batch, written after the output
+  and quarantine are flushed to disk, so that after a crash (even ``kill -9``) a rerun with
   ``resume=True`` truncates both files to the last checkpoint and continues from the next
-  input record: no record is lost or written twice;
+  input record: no record is lost or written twice. The checkpoint holds the sha256 of the
+  input bytes consumed so far (JSONL; CSV and Parquet: of the whole input), and a resume
+  re-reads and compares it: an input edited in place, even with its size and modification
+  time restored, is refused instead of resumed into a mix of old and new records;
 - a scrub report (JSON) with per-entity counts, records changed, the policy digest and the
   sha256 of input and output, for the provenance manifest.
 """
@@ -33,6 +39,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safeguard import __version__
+from safeguard._files import (
+    iter_lines,
+    json_line,
+    open_private,
+    parse_jsonl_line,
+    printable,
+    write_private,
+)
 from safeguard.errors import DataError
 from safeguard.pii.paths import locate_texts, parse_path
 
@@ -43,7 +57,7 @@ log = logging.getLogger(__name__)
 Format = Literal["jsonl", "csv", "parquet"]
 REPORT_SCHEMA = "safeguard.pii.scrub-report/v1"
 _RAW_LIMIT = 1 << 20  # raw text kept in quarantine up to 1 MiB
-_CKPT_VERSION = 1
+_CKPT_VERSION = 2  # 2: the consumed input's sha256 is checked on resume
 
 
 @dataclass
@@ -152,17 +166,22 @@ class _Unit:
     offset: int | None = None
     end_offset: int | None = None
     empty: bool = False
+    unreadable: bool = False  # not UTF-8 / JSON / an object (not merely too large)
+    data: bytes = b""  # the line as read, with its line break (JSONL; for the input hash)
 
 
 # --------------------------------------------------------------------------- readers
 
 
 def _read_jsonl(path: Path, start_unit: int, start_offset: int, max_bytes: int) -> Iterator[_Unit]:
+    """One unit per line from ``start_offset``; bad lines carry their reason, never raise."""
     with open(path, "rb") as fh:
         fh.seek(start_offset)
         pos, offset = start_unit, start_offset
-        for raw in fh:
+        for raw in iter_lines(fh):
             unit = _Unit(position=pos, line=pos + 1, offset=offset, end_offset=offset + len(raw))
+            unit.data = raw
+            first = offset == 0
             offset += len(raw)
             pos += 1
             body = raw.rstrip(b"\r\n")
@@ -177,26 +196,13 @@ def _read_jsonl(path: Path, start_unit: int, start_offset: int, max_bytes: int) 
                 )
                 yield unit
                 continue
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                unit.error = f"invalid UTF-8 at byte {exc.start} of the line ({exc.reason})"
-                unit.raw = body.decode("utf-8", "replace") if len(body) <= _RAW_LIMIT else None
-                yield unit
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                unit.error = f"malformed JSON: {exc.msg} at column {exc.colno}"
-                unit.raw = text if len(text) <= _RAW_LIMIT else None
-                yield unit
-                continue
-            if not isinstance(record, dict):
-                unit.error = f"record is a JSON {type(record).__name__}, expected an object"
-                unit.raw = text if len(text) <= _RAW_LIMIT else None
-                yield unit
-                continue
-            unit.record = record
+            record, reason = parse_jsonl_line(body, first=first)
+            if reason is not None:
+                unit.error, unit.unreadable = reason, True
+                # The raw line, lossless and always writable (bad bytes as \xff escapes).
+                unit.raw = printable(body) if len(body) <= _RAW_LIMIT else None
+            else:
+                unit.record = record
             yield unit
 
 
@@ -394,8 +400,9 @@ class _Quarantine:
         self.fh: Any = None
 
     def open(self, position: int) -> None:
+        # Raw records (PHI) land here: owner-only, also when resuming into an older file.
         mode = "r+b" if self.path.exists() else "w+b"
-        self.fh = open(self.path, mode)  # noqa: SIM115 - closed in close()
+        self.fh = open_private(self.path, mode)
         self.fh.truncate(position)
         self.fh.seek(position)
 
@@ -409,7 +416,7 @@ class _Quarantine:
             entry["record"] = unit.record
         elif unit.raw is not None:
             entry["raw"] = unit.raw
-        self.fh.write((json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+        self.fh.write(json_line(entry))  # never fails to encode (lone surrogates, bad bytes)
 
     def sync(self) -> int:
         self.fh.flush()
@@ -555,19 +562,25 @@ def scrub_file(
 
     digest = policy_digest or _config_digest(scrubber)
     stat = src.stat()
+    # JSONL is resumed from a byte offset, and the bytes before it are hashed as they are
+    # consumed (``state["in_sha256"]``); CSV and Parquet are resumed by record count, so the
+    # whole input is hashed up front (the report reuses that digest).
+    whole_sha256 = sha256_file(src) if in_fmt != "jsonl" else None
     fingerprint = {
         "version": _CKPT_VERSION,
         "input": str(src.resolve()),
         "input_size": stat.st_size,
         "input_mtime_ns": stat.st_mtime_ns,
+        "input_sha256": whole_sha256,
         "policy_digest": digest,
         "config_digest": _config_digest(scrubber),
         "fields": fields,
         "key_id": getattr(getattr(scrubber, "key", None), "key_id", None),
         "out_format": out_fmt,
     }
-    state = {"units": 0, "in_offset": 0, "out_pos": 0, "q_pos": 0, "counts": {}, "entities": {}, "resumed": 0,
-             "started_at": _now()}  # fmt: skip
+    consumed = hashlib.sha256()  # of input bytes [0, in_offset) (JSONL)
+    state = {"units": 0, "in_offset": 0, "in_sha256": consumed.hexdigest(), "out_pos": 0, "q_pos": 0,
+             "counts": {}, "entities": {}, "resumed": 0, "started_at": _now()}  # fmt: skip
     sink = _Sink(out_fmt, dst, columns)
     if ckpt_path.exists() or sink.partial.exists() or sink.parts.exists():
         if not resume:
@@ -576,13 +589,20 @@ def scrub_file(
                 "delete the .partial files to start over"
             )
         if ckpt_path.exists():
-            saved = json.loads(ckpt_path.read_text(encoding="utf-8"))
+            saved = _load_checkpoint(ckpt_path)
+            if saved.get("fingerprint", {}).get("version") != _CKPT_VERSION:
+                raise DataError(
+                    f"cannot resume: the checkpoint {str(ckpt_path)!r} was written by another "
+                    "version of safeguard; delete the .partial files to start over"
+                )
             if saved.get("fingerprint") != fingerprint:
                 raise DataError(
                     "cannot resume: the input file, policy, fields or key differ from the "
                     "interrupted run; delete the .partial files to start over"
                 )
             state = saved["state"]
+            if in_fmt == "jsonl":
+                consumed = _check_consumed(src, int(state["in_offset"]), str(state["in_sha256"]))
             state["resumed"] = int(state.get("resumed", 0)) + 1
             log.info("resuming after %d input records", state["units"])
     sink.schema = schema
@@ -643,6 +663,14 @@ def scrub_file(
                 f"none of the first {len(bad)} records has the field(s) {fields}: "
                 f"{next(iter(bad.values()))}; top-level keys: {keys}"
             )
+        if first and located == 0 and not bad:
+            live = [u for u in batch if not u.empty]
+            if live and all(u.unreadable for u in live):
+                raise _UnknownField(
+                    f"{str(src)!r} does not look like JSONL: none of its first {len(live)} "
+                    f"line(s) is a readable JSON object (line {live[0].line}: {live[0].error}); "
+                    "check the file, or pass --format for CSV or Parquet"
+                )
         results: list[Any] = []
         if texts:
             if pool is not None:
@@ -685,12 +713,15 @@ def scrub_file(
         sink.write(out_records)
         state["units"] = batch[-1].position + 1
         if batch[-1].end_offset is not None:
+            for unit in batch:
+                consumed.update(unit.data)
             state["in_offset"] = batch[-1].end_offset
+            state["in_sha256"] = consumed.hexdigest()
         state["out_pos"] = sink.sync()
         state["q_pos"] = quarantine.sync()
         state["counts"] = dict(counts)
         state["entities"] = dict(entities)
-        _atomic_write_text(ckpt_path, json.dumps({"fingerprint": fingerprint, "state": state}))
+        write_private(ckpt_path, json.dumps({"fingerprint": fingerprint, "state": state}))
         if bar is not None:
             bar.update(len(batch))
 
@@ -734,7 +765,8 @@ def scrub_file(
             "path": str(src),
             "format": in_fmt,
             "bytes": stat.st_size,
-            "sha256": sha256_file(src),
+            # JSONL: every byte was consumed and hashed on the way (no second read).
+            "sha256": whole_sha256 or "sha256:" + consumed.hexdigest(),
         },
         output={
             "path": str(dst),
@@ -766,7 +798,45 @@ def scrub_file(
 
 
 class _UnknownField(Exception):
-    """No record of the first batch has the requested field."""
+    """No record of the first batch has the requested field, or none is readable at all."""
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"cannot resume: the checkpoint {str(path)!r} is unreadable ({exc}); delete the "
+            ".partial files to start over"
+        ) from None
+    if not isinstance(saved, dict):
+        raise DataError(
+            f"cannot resume: {str(path)!r} is not a checkpoint; delete it to start over"
+        )
+    return saved
+
+
+def _check_consumed(src: Path, offset: int, expected: str) -> Any:
+    """Re-hash the input bytes the interrupted run consumed; refuse if they changed.
+
+    Returns the running hash of bytes ``[0, offset)``, ready to take the rest of the input.
+    """
+    h = hashlib.sha256()
+    left = offset
+    with open(src, "rb") as fh:
+        while left > 0:
+            block = fh.read(min(left, 1 << 20))
+            if not block:
+                break
+            h.update(block)
+            left -= len(block)
+    if left or h.hexdigest() != expected:
+        raise DataError(
+            f"cannot resume: the first {offset} bytes of {str(src)!r}, already scrubbed by the "
+            "interrupted run, have changed since (its size and modification time have not); "
+            "resuming would mix old and new records. Delete the .partial files to start over"
+        )
+    return h
 
 
 class _Interrupted(Exception):

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from safeguard._files import json_line, open_private, parse_jsonl_line, printable
 from safeguard.errors import DataError, missing_dependency
 
 __all__ = ["DetectCounts", "detect_file", "init_ray", "scrub_file"]
@@ -375,22 +376,12 @@ def _split_for_scrub(row: dict[str, Any], fmt: str, max_bytes: int) -> list[dict
     return units
 
 
-def _decode_line(body: bytes) -> tuple[Any, str | None, str | None]:
-    """(record, error, raw) for one JSONL line, with the in-process reader's messages."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raw = body.decode("utf-8", "replace") if len(body) <= _RAW_LIMIT else None
-        return None, f"invalid UTF-8 at byte {exc.start} of the line ({exc.reason})", raw
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raw = text if len(text) <= _RAW_LIMIT else None
-        return None, f"malformed JSON: {exc.msg} at column {exc.colno}", raw
-    if not isinstance(record, dict):
-        raw = text if len(text) <= _RAW_LIMIT else None
-        return None, f"record is a JSON {type(record).__name__}, expected an object", raw
-    return record, None, None
+def _decode_line(body: bytes, first: bool = False) -> tuple[Any, str | None, str | None]:
+    """(record, error, raw) for one JSONL line, as the in-process reader makes them."""
+    record, reason = parse_jsonl_line(body, first=first)
+    if reason is None:
+        return record, None, None
+    return None, reason, printable(body) if len(body) <= _RAW_LIMIT else None
 
 
 class _ScrubWorker:
@@ -413,9 +404,12 @@ class _ScrubWorker:
         errors: list[str | None] = [None] * n
         raws: list[str | None] = [None] * n
         kinds = [str(k) for k in batch["kind"]]
+        unreadable = np.zeros(n, dtype=np.int8)  # not UTF-8 / JSON / an object
         for i, (kind, blob) in enumerate(zip(kinds, batch["blob"], strict=True)):
             if kind == "line":
-                records[i], errors[i], raws[i] = _decode_line(bytes(blob))
+                first = int(batch["offset"][i]) == 0
+                records[i], errors[i], raws[i] = _decode_line(bytes(blob), first)
+                unreadable[i] = errors[i] is not None
             elif kind == "record":
                 records[i] = pickle.loads(bytes(blob))
             elif kind == "error":
@@ -466,9 +460,7 @@ class _ScrubWorker:
                 elif raws[i] is not None:
                     entry["raw"] = raws[i]
                 out_kind.append("quarantine")
-                payload.append(
-                    (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-                )
+                payload.append(json_line(entry))
             else:
                 out_kind.append("record")
                 payload.append(pickle.dumps(records[i]))
@@ -479,6 +471,7 @@ class _ScrubWorker:
             "payload": np.asarray(payload, dtype=object),
             "entities": np.asarray(ents, dtype=object),
             "located": located,
+            "unreadable": unreadable,
             "bad": np.asarray([unlocated.get(i, "") for i in range(n)], dtype=object),
         }
 
@@ -587,7 +580,7 @@ def scrub_file(
     try:
         rows = _quiet_rows(ds)
         head = list(itertools.islice(rows, batch_size))
-        _check_first_batch(head, fields)
+        _check_first_batch(head, fields, src)
         for row in itertools.chain(head, rows):
             quarantine = _consume(row, counts, entities, writer, quarantine, qpath)
         writer.close()
@@ -637,9 +630,17 @@ def scrub_file(
     return report
 
 
-def _check_first_batch(rows: list[dict[str, Any]], fields: list[str]) -> None:
-    """The in-process engine refuses a run whose first batch has none of the fields."""
+def _check_first_batch(rows: list[dict[str, Any]], fields: list[str], src: Path) -> None:
+    """The in-process engine refuses a run whose first batch has none of the fields, or whose
+    first batch is unreadable throughout (not JSONL)."""
     live = [r for r in rows if str(r["kind"]) != "empty"]
+    if live and all(int(r["unreadable"]) for r in live):
+        entry = json.loads(bytes(live[0]["payload"]))
+        raise DataError(
+            f"{str(src)!r} does not look like JSONL: none of its first {len(live)} "
+            f"line(s) is a readable JSON object (line {entry['line']}: {entry['reason']}); "
+            "check the file, or pass --format for CSV or Parquet"
+        )
     bad = [str(r["bad"]) for r in live if str(r["bad"])]
     if bad and not any(int(r["located"]) for r in live):
         sample = next((r for r in live if str(r["bad"]) and str(r["kind"]) == "quarantine"), None)
@@ -669,7 +670,7 @@ def _consume(
     counts["read"] += 1
     if kind == "quarantine":
         if quarantine is None:
-            quarantine = open(qpath, "wb")  # noqa: SIM115 - closed by the caller
+            quarantine = open_private(qpath, "wb")  # raw records: owner-only; caller closes
         quarantine.write(bytes(row["payload"]))
         counts["quarantined"] += 1
         return quarantine
