@@ -1,4 +1,11 @@
-"""``safeguard keygen | generate | detect``: watermark keys, watermarked generation, detection over JSONL."""
+"""``safeguard keygen | generate | detect``: watermark keys, watermarked generation, detection over JSONL.
+
+Input files are read as bytes, line by line (:func:`safeguard._files.read_jsonl`): a line
+that is not UTF-8, not JSON, holds a lone surrogate or is not an object is reported with
+its line number and reason, never a traceback. ``detect`` writes a result line for every
+line (an ``error`` for the bad ones) and exits 2 when any line could not be processed;
+``generate --prompts`` refuses the whole file, listing the bad lines, before generating.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,18 @@ log = logging.getLogger(__name__)
 
 #: Records detected together in one vectorised pass.
 BATCH = 1024
+
+_DETECT_EPILOG = """\
+output: one JSON line per non-blank input line, in input order, with its `line` number:
+  the detection result, or {"line": N, "error": "..."} when the line could not be processed
+  (invalid UTF-8, malformed JSON, a lone surrogate, not an object, missing or empty field).
+
+exit codes (no information is lost: every result is in the output whatever the code):
+  0  every line processed, none flagged
+  1  every line processed, at least one text flagged as watermarked (a finding)
+  2  at least one line could not be processed (its `error` is in the output), or a usage
+     error; 2 takes precedence over 1, so check `is_watermarked` in the output too
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", help="tokenizer folder (default: the model folder)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
-    src.add_argument("--prompts", help="JSONL file with a `prompt` field per line")
+    src.add_argument(
+        "--prompts",
+        help="JSONL file with a `prompt` field per line; a file with unreadable lines is "
+        "refused before anything is generated (exit 2, the lines and reasons listed)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument(
         "--min-new-tokens", type=int, default=0, help="suppress end-of-text before this many tokens"
@@ -65,7 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
-        "detect", help="detect watermarks in a JSONL file (exit 1 if any text is flagged)"
+        "detect",
+        help="detect watermarks in a JSONL file (exit 1 if any text is flagged)",
+        epilog=_DETECT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="JSONL file, one record per line ('-' for stdin)")
     p.add_argument(
@@ -159,23 +185,71 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _read_prompts(path: str) -> list[str]:
-    prompts = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    """Every prompt of a JSONL file, or a :class:`DataError` listing all of its bad lines.
+
+    The whole file is refused before generating (rather than generating for the good lines):
+    an output with prompts silently missing is easy to mistake for a complete one, and
+    generation is the expensive step, so it is better to fix the file first.
+    """
+    from safeguard._files import json_type, read_jsonl
+
+    prompts: list[str] = []
+    problems: list[str] = []
+    for n, record, reason in read_jsonl(path):
+        if reason is None:
+            prompt = record.get("prompt")
+            if prompt is None:
+                reason = "missing field 'prompt'"
+            elif not isinstance(prompt, str):
+                reason = f"field 'prompt' is a JSON {json_type(prompt)}, expected a string"
+        if reason is not None:
+            problems.append(f"line {n}: {reason}")
             continue
-        try:
-            prompts.append(str(json.loads(line)["prompt"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise DataError(f"{path}:{n}: expected a JSON object with a `prompt` field") from None
+        prompts.append(prompt)
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f"; ... {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        raise DataError(
+            f"{path}: {len(problems)} line(s) cannot be used, nothing generated ({shown}); "
+            "each line must be a JSON object with a string `prompt`"
+        )
     if not prompts:
         raise DataError(f"{path} holds no prompts")
     return prompts
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from safeguard.watermark import Watermarker, WatermarkKey
+def _check_prompt_args(prompts: list[str]) -> list[str]:
+    """``--prompt`` values; bytes that are not UTF-8 arrive as lone surrogates and are refused."""
+    for i, prompt in enumerate(prompts, 1):
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DataError(
+                f"--prompt #{i} is not valid UTF-8 text (U+{ord(prompt[exc.start]):04X} at "
+                f"character {exc.start}); pass prompts in UTF-8"
+            ) from None
+    return prompts
 
-    key = WatermarkKey.load(args.key)
+
+def _load_keys(paths: list[str]) -> list[Any]:
+    """Load watermark key files, warning about any that other users can read."""
+    from safeguard._files import warn_if_readable_by_others
+    from safeguard.watermark import WatermarkKey
+
+    keys = []
+    for path in paths:
+        keys.append(WatermarkKey.load(path))
+        warn_if_readable_by_others(path, "watermark key file")
+    return keys
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from safeguard.watermark import Watermarker
+
+    (key,) = _load_keys([args.key])
+    # Prompts are checked before the model loads: a bad file fails fast, nothing generated.
+    prompts = _check_prompt_args(args.prompt) if args.prompt else _read_prompts(args.prompts)
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens (={args.max_new_tokens}) must be >= 1")
     if not 0 <= args.min_new_tokens <= args.max_new_tokens:
@@ -197,7 +271,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         tokenizer.pad_token = tokenizer.eos_token
     if args.seed is not None:
         torch.manual_seed(args.seed)
-    prompts = args.prompt or _read_prompts(args.prompts)
     if args.manifest and args.out == "-":
         raise ConfigError("--manifest needs --out FILE: the manifest digests the generations file")
     if args.signing_key and not args.manifest:
@@ -271,8 +344,9 @@ def _write_generation_manifest(args: argparse.Namespace, key: Any, prompts: list
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from safeguard.watermark import Watermarker, WatermarkKey, detect_many, normalize_text
-    from safeguard.watermark.tokenizer import load_tokenizer
+    from safeguard._files import read_jsonl
+    from safeguard.watermark import Watermarker, detect_many, normalize_text
+    from safeguard.watermark.tokenizer import encode_record, load_tokenizer
 
     if args.fpr is None:
         args.fpr = 1e-3
@@ -284,7 +358,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 args.fpr = section.false_positive_rate
     if not 0 < args.fpr < 1:
         raise ConfigError(f"--fpr (={args.fpr}) must be in (0, 1); typical values are 1e-2 to 1e-6")
-    keys = [WatermarkKey.load(k) for k in args.key]
+    keys = _load_keys(args.key)
     tokenizer = load_tokenizer(args.tokenizer)
     for key in keys:
         key.check_tokenizer(tokenizer)
@@ -303,8 +377,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if getattr(args, "engine", "local") == "ray":
         return _detect_ray(args, keys, tokenizer, options)
     clean = (lambda t: t) if getattr(args, "no_normalize", False) else normalize_text
+    # Bytes, line by line: a line that is not UTF-8 or JSON gets an error result, not a crash.
+    from_stdin = args.input == "-"
     try:
-        source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+        source = sys.stdin.buffer if from_stdin else open(args.input, "rb")  # noqa: SIM115
     except OSError as exc:
         raise DataError(f"cannot read {args.input!r}: {exc.strerror}") from None
     sink = _open_out(args.out)
@@ -358,26 +434,22 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     pending: list[tuple[int, list[int], list[int] | None]] = []
     try:
-        for n, line in enumerate(source, 1):
-            if not line.strip():
-                continue
+        for n, record, reason in read_jsonl(source):
             counters["total"] += 1
-            try:
-                record = json.loads(line)
-                text = record[args.field]
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"field {args.field!r} is empty or not a string")
-                prompt = record.get(args.prompt_field) if args.prompt_field else None
-                ids = tokenizer(clean(text), add_special_tokens=False)["input_ids"]
-                prompt_ids = (
-                    tokenizer(clean(prompt), add_special_tokens=False)["input_ids"]
-                    if prompt
-                    else None
-                )
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            if reason is None:
+                try:
+                    ids, prompt_ids = encode_record(
+                        record,
+                        tokenizer,
+                        field=args.field,
+                        prompt_field=args.prompt_field,
+                        clean=clean,
+                    )
+                except DataError as exc:
+                    reason = str(exc)
+            if reason is not None:
                 flush(pending)  # keep output in input order
                 counters["errors"] += 1
-                reason = f"missing field {args.field!r}" if isinstance(exc, KeyError) else str(exc)
                 sink.write(json.dumps({"line": n, "error": reason}) + "\n")
                 continue
             pending.append((n, ids, prompt_ids))
@@ -385,7 +457,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 flush(pending)
         flush(pending)
     finally:
-        if source is not sys.stdin:
+        if not from_stdin:
             source.close()
         if sink is not sys.stdout:
             sink.close()

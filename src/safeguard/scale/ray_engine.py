@@ -123,22 +123,16 @@ class DetectCounts:
 
 
 def _split_for_detect(row: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
-    """One input file -> one unit per line (JSONL, as text-mode iteration splits) or row."""
+    """One input file -> one unit per row, or per ``\n``-ended line of bytes (JSONL, as the
+    in-process reader splits; each line is decoded on its own by the worker)."""
     data = row["bytes"]
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         records = pq.read_table(pa.BufferReader(data)).to_pylist()
-        return [
-            {"pos": i, "raw": json.dumps(r, ensure_ascii=False, default=str), "fatal": ""}
-            for i, r in enumerate(records)
-        ]
-    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
-    try:
-        return [{"pos": i, "raw": line, "fatal": ""} for i, line in enumerate(text)]
-    except UnicodeDecodeError as exc:  # the whole file is refused, as in-process
-        return [{"pos": 0, "raw": "", "fatal": f"byte {exc.start} of a line: {exc.reason}"}]
+        return [{"pos": i, "raw": json_line(r)} for i, r in enumerate(records)]
+    return [{"pos": i, "raw": line} for i, line in enumerate(io.BytesIO(data))]
 
 
 class _DetectWorker:
@@ -166,19 +160,19 @@ class _DetectWorker:
         self.single = Watermarker(self.keys[0]) if len(self.keys) == 1 else None
         self.vocab = len(tokenizer)
 
-    def _parse(self, line: str) -> tuple[list[int], list[int] | None]:
-        record = json.loads(line)
-        text = record[self.field]
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"field {self.field!r} is empty or not a string")
-        prompt = record.get(self.prompt_field) if self.prompt_field else None
-        ids = self.tokenizer(self.clean(text), add_special_tokens=False)["input_ids"]
-        prompt_ids = (
-            self.tokenizer(self.clean(prompt), add_special_tokens=False)["input_ids"]
-            if prompt
-            else None
+    def _parse(self, body: bytes, first: bool) -> tuple[list[int], list[int] | None]:
+        from safeguard.watermark.tokenizer import encode_record
+
+        record, reason = parse_jsonl_line(body, first=first)
+        if reason is not None:
+            raise DataError(reason)
+        return encode_record(
+            record,
+            self.tokenizer,
+            field=self.field,
+            prompt_field=self.prompt_field,
+            clean=self.clean,
         )
-        return ids, prompt_ids
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from safeguard.watermark import detect_many
@@ -188,17 +182,15 @@ class _DetectWorker:
         flag = np.zeros(len(positions), dtype=np.int8)
         err = np.zeros(len(positions), dtype=np.int8)
         pending: list[tuple[int, list[int], list[int] | None]] = []
-        for i, (pos, line, fatal) in enumerate(
-            zip(positions, batch["raw"], batch["fatal"], strict=True)
-        ):
-            if fatal or not line.strip():
+        for i, (pos, raw) in enumerate(zip(positions, batch["raw"], strict=True)):
+            body = bytes(raw).rstrip(b"\r\n")
+            if not body.strip():
                 continue
             n = pos + 1
             try:
-                ids, prompt_ids = self._parse(line)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                reason = f"missing field {self.field!r}" if isinstance(exc, KeyError) else str(exc)
-                out[i], err[i] = json.dumps({"line": n, "error": reason}), 1
+                ids, prompt_ids = self._parse(body, first=pos == 0)
+            except DataError as exc:
+                out[i], err[i] = json.dumps({"line": n, "error": str(exc)}), 1
                 continue
             pending.append((i, ids, prompt_ids))
         payloads = None
@@ -246,7 +238,6 @@ class _DetectWorker:
             out[i], flag[i] = json.dumps({"line": n, **payload}), int(bool(hit))
         return {
             "pos": np.asarray(positions, dtype=np.int64),
-            "fatal": np.asarray([str(f) for f in batch["fatal"]], dtype=object),
             "out": np.asarray(out, dtype=object),
             "flag": flag,
             "err": err,
@@ -325,10 +316,6 @@ def detect_file(
     )
     counts = DetectCounts()
     for row in _quiet_rows(ds):
-        if str(row["fatal"]):
-            raise DataError(
-                f"{input_path!r} is not valid UTF-8 ({row['fatal']}); fix or re-encode the file"
-            )
         line = str(row["out"])
         if not line:
             continue

@@ -8,12 +8,14 @@ not care which one it got, and both give the same vocabulary fingerprint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safeguard._files import json_type
 from safeguard.errors import DataError, missing_dependency
 
-__all__ = ["FastTokenizer", "load_tokenizer"]
+__all__ = ["FastTokenizer", "encode_record", "load_tokenizer"]
 
 
 class FastTokenizer:
@@ -68,3 +70,62 @@ def load_tokenizer(path: str | Path) -> Any:
         return AutoTokenizer.from_pretrained(str(location))
     except (OSError, ValueError) as exc:
         raise DataError(f"no tokenizer in {str(location)!r}: {exc}") from None
+
+
+def encode_record(
+    record: Any,
+    tokenizer: Any,
+    *,
+    field: str = "text",
+    prompt_field: str | None = None,
+    clean: Callable[[str], str] | None = None,
+) -> tuple[list[int], list[int] | None]:
+    """Token ids of a detection record's text and (if recorded) prompt.
+
+    One function for ``safeguard detect`` in-process and on Ray, so both report the same
+    reason for the same bad record.
+
+    Args:
+        record: A parsed JSON object (one input line).
+        tokenizer: From :func:`load_tokenizer`.
+        field: Field holding the text.
+        prompt_field: Field holding the prompt, if any (``null`` or absent: no prompt).
+        clean: Applied to the text and prompt before tokenizing (Unicode normalisation).
+
+    Returns:
+        ``(ids, prompt_ids)``; ``prompt_ids`` is ``None`` without a prompt.
+
+    Raises:
+        DataError: The record is not an object, the field is missing, empty or not a string,
+            the prompt is not a string, or the tokenizer cannot encode the text; the message
+            names the field.
+    """
+    if not isinstance(record, dict):
+        raise DataError(f"record is a JSON {json_type(record)}, expected an object")
+    if field not in record:
+        raise DataError(f"missing field {field!r}")
+    text = record[field]
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"field {field!r} is empty or not a string")
+    prompt = record.get(prompt_field) if prompt_field else None
+    if prompt is not None and not isinstance(prompt, str):
+        raise DataError(
+            f"field {prompt_field!r} is a JSON {json_type(prompt)}, expected a string or null"
+        )
+    clean = clean or (lambda t: t)
+    ids = _encode(tokenizer, clean(text), field)
+    return ids, (_encode(tokenizer, clean(prompt), prompt_field or "") if prompt else None)
+
+
+def _encode(tokenizer: Any, text: str, field: str) -> list[int]:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no tokenizer takes it
+        raise DataError(
+            f"field {field!r} contains a lone surrogate (U+{ord(text[exc.start]):04X}) at "
+            f"character {exc.start}; it is not valid Unicode text"
+        ) from None
+    try:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"the tokenizer cannot encode field {field!r}: {exc}") from None

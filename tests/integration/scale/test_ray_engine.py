@@ -130,9 +130,24 @@ def test_detect_ray_refuses_stdin_and_missing_files(ray_session, world, tmp_path
     assert rc == 2 and "not stdin" in err
     rc, _, err = run_detect(world, tmp_path / "missing.jsonl", "ray", "a1")
     assert rc == 2 and "cannot read" in err
-    (tmp_path / "latin1.jsonl").write_bytes(b'{"text": "caf\xe9 w1 w2"}\n')
-    rc, _, err = run_detect(world, tmp_path / "latin1.jsonl", "ray", "a1")
-    assert rc == 2 and "is not valid UTF-8 (byte 13 of a line" in err
+
+
+def test_detect_ray_reports_unreadable_lines_like_in_process(ray_session, world, tmp_path):
+    src = tmp_path / "latin1.jsonl"
+    good = json.dumps({"text": world.watermarked_text(world.keys["a1"], 80, seed=7)}).encode()
+    src.write_bytes(
+        b'{"text": "caf\xe9 w1 w2"}\n' + good + b'\n{"text": "w1 \\ud800 w2"}\n\x00\x01\x02\n'
+    )
+    local = run_detect(world, src, "local", "a1")
+    remote = run_detect(world, src, "ray", "a1")
+    assert same_run(remote, local)
+    rc, out, err = remote
+    assert rc == 2 and "Traceback" not in err
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert rows[0] == {"line": 1, "error": "invalid UTF-8 (byte 0xe9 at column 14)"}
+    assert rows[1]["line"] == 2 and rows[1]["is_watermarked"]
+    assert rows[2]["error"].startswith("contains a lone surrogate (U+D800) in field 'text'")
+    assert rows[3]["line"] == 4 and rows[3]["error"].startswith("malformed JSON")
 
 
 def test_units_come_back_in_input_order():
@@ -240,3 +255,39 @@ def test_scrub_cli_engine_ray_equals_local(ray_session, tmp_path):
         outs[engine] = out.read_bytes()
     assert outs["ray"] == outs["local"]
     assert main(["scrub", str(src), str(tmp_path / "x.jsonl"), "--engine", "ray", "--resume"]) == 2
+
+
+def test_scrub_bad_input_ray_equals_in_process(ray_session, tmp_path):
+    import os
+    import stat
+
+    from safeguard.errors import DataError
+    from safeguard.pii import Scrubber
+    from safeguard.pii.stream import scrub_file as local_scrub
+    from safeguard.scale.ray_engine import scrub_file as ray_scrub
+
+    src = tmp_path / "notes.jsonl"
+    src.write_bytes(
+        b"\n".join(
+            [SCRUB_LINES[0], b'{"id": 8, "text": "Jo\\ud800hn"}', b"\xc3\x28", SCRUB_LINES[1]]
+        )
+        + b"\n"
+    )
+    local, remote = scrub_both(tmp_path, src, "clean.jsonl")
+    assert remote.records == local.records and local.records["quarantined"] == 2
+    q_l = tmp_path / "local" / "clean.jsonl.quarantine.jsonl"
+    q_r = tmp_path / "ray" / "clean.jsonl.quarantine.jsonl"
+    assert q_r.read_bytes() == q_l.read_bytes()
+    assert "lone surrogate (U+D800)" in q_l.read_text(encoding="utf-8")
+    assert stat.S_IMODE(os.stat(q_l).st_mode) == stat.S_IMODE(os.stat(q_r).st_mode) == 0o600
+
+    blob = tmp_path / "blob.jsonl"
+    blob.write_bytes(bytes(range(256)) * 4)
+    scrubber = Scrubber.from_policy("healthcare-hipaa", use_ner=False)
+    messages = []
+    for fn, name in ((local_scrub, "l.jsonl"), (ray_scrub, "r.jsonl")):
+        with pytest.raises(DataError, match="does not look like JSONL") as info:
+            fn(scrubber, blob, tmp_path / name)
+        messages.append(str(info.value))
+        assert not list(tmp_path.glob(f"{name}*"))
+    assert messages[0] == messages[1]
