@@ -16,7 +16,7 @@ A lone surrogate (``"\ud800"`` in JSON, a code point that is not a character) is
 JSON but not valid Unicode: it cannot be written as UTF-8, and tokenizers, spaCy and
 hashes fail on it. Such a record is refused at the door with its position, never passed on.
 
->>> for line, record, reason in read_jsonl(io.BytesIO(b'{"a": 1}\n\n[2]\n\xff\n')):
+>>> for line, record, reason, raw in read_jsonl(io.BytesIO(b'{"a": 1}\n\n[2]\n\xff\n')):
 ...     print(line, record, reason)
 1 {'a': 1} None
 3 None record is a JSON list, expected an object
@@ -80,17 +80,20 @@ _JSON_TYPES = {
 
 
 class JsonlRecord(NamedTuple):
-    """One non-blank line of a JSONL file: unpacks as ``(line, record, reason)``.
+    """One non-blank line of a JSONL file: unpacks as ``(line, record, reason, raw)``.
 
     Attributes:
         line: 1-based line number in the file.
         record: The parsed JSON value, or ``None`` when the line cannot be used.
         reason: Why the line cannot be used (one line of text), or ``None``.
+        raw: The line's bytes without its line break, for a quarantine entry: write
+            ``printable(raw)``, which never fails to encode.
     """
 
     line: int
     record: Any
     reason: str | None
+    raw: bytes
 
 
 def iter_lines(fh: BinaryIO) -> Iterator[bytes]:
@@ -197,7 +200,7 @@ def json_type(value: Any) -> str:
 def read_jsonl(
     source: str | os.PathLike[str] | BinaryIO, *, expect_object: bool = True
 ) -> Iterator[JsonlRecord]:
-    """Every non-blank line of a JSONL file as ``(line, record, reason)``, never raising for content.
+    """Every non-blank line of a JSONL file as ``(line, record, reason, raw)``, never raising for content.
 
     Exactly one of ``record`` and ``reason`` is ``None``. Invalid UTF-8, malformed JSON,
     lone surrogates and (with ``expect_object``) values that are not JSON objects each give
@@ -234,7 +237,7 @@ def _records(fh: BinaryIO, expect_object: bool) -> Iterator[JsonlRecord]:
         if not body.strip():
             continue
         value, reason = parse_jsonl_line(body, expect_object=expect_object, first=number == 1)
-        yield JsonlRecord(number, value, reason)
+        yield JsonlRecord(number, value, reason, body)
 
 
 # --------------------------------------------------------------------------- writing

@@ -69,6 +69,14 @@ def test_every_bad_line_gets_a_reason_and_the_good_ones_are_read(tmp_path: Path)
     assert reasons[9] == "record is a JSON string, expected an object"
     for reason in reasons.values():
         assert reason is None or ("\n" not in reason and "Traceback" not in reason)
+    # Every line keeps its raw bytes (no line break), and a quarantine entry made from them
+    # always encodes and parses back.
+    expected = [lines[i].rstrip(b"\r") for i in (0, 2, 3, 4, 5, 6, 7, 8, 10, 11)]
+    assert [r.raw for r in got] == expected  # CRLF: the \r belongs to the line break
+    for r in got:
+        entry = json.loads(json_line({"line": r.line, "reason": r.reason, "raw": printable(r.raw)}))
+        assert entry["line"] == r.line
+    assert printable(got[1].raw) == '{"id": 2, "text": "bad \\xff byte"}'
 
 
 def test_a_binary_file_gives_reasons_not_an_exception(tmp_path: Path) -> None:

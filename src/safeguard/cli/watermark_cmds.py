@@ -195,7 +195,7 @@ def _read_prompts(path: str) -> list[str]:
 
     prompts: list[str] = []
     problems: list[str] = []
-    for n, record, reason in read_jsonl(path):
+    for n, record, reason, _ in read_jsonl(path):
         if reason is None:
             prompt = record.get("prompt")
             if prompt is None:
@@ -434,7 +434,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     pending: list[tuple[int, list[int], list[int] | None]] = []
     try:
-        for n, record, reason in read_jsonl(source):
+        for n, record, reason, _ in read_jsonl(source):
             counters["total"] += 1
             if reason is None:
                 try:
