@@ -143,7 +143,12 @@ class Scrubber:
         return self.analyze_batch([text])[0]
 
     def analyze_batch(self, texts: Sequence[str]) -> list[list[Finding]]:
-        """Findings for each text; long texts are chunked and their spans merged."""
+        """Findings for each text; long texts are chunked and their spans merged.
+
+        Raises:
+            ConfigError: A text is not a ``str``.
+            DataError: A text holds a lone surrogate (``"\\ud800"``), which is not Unicode.
+        """
         cfg = self.config
         pieces: list[str] = []
         owners: list[tuple[int, int]] = []  # (text index, offset)
@@ -215,7 +220,12 @@ class Scrubber:
         )
 
     def scrub(self, text: str, *, patient_id: str | None = None) -> ScrubResult:
-        """Detect and transform identifiers in one text."""
+        """Detect and transform identifiers in one text.
+
+        Raises:
+            DataError: ``text`` holds a lone surrogate (not valid Unicode); the message gives
+                its position. Nothing is replaced silently.
+        """
         return self.anonymize(text, self.analyze(text), patient_id=patient_id)
 
     def scrub_batch(
