@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from safeguard.serve.config import (
+    AuthThrottle,
     Limits,
     RateLimit,
     ServerConfig,
@@ -23,6 +24,7 @@ from safeguard.serve.config import (
 )
 
 __all__ = [
+    "AuthThrottle",
     "Limits",
     "RateLimit",
     "ServerConfig",

@@ -1,10 +1,15 @@
 """The FastAPI application: ``POST /v1/detect``, ``GET /v1/keys``, ``GET /healthz``.
 
-Order of checks on a detection request (the cheapest refusal first): bearer token (401) →
-tenant rate limit (429 + ``Retry-After``) → body size (413, read incrementally, never past
-the limit) → JSON (400) → schema (422) → request limits (413) → key ids (404) → detection
-in a worker thread. Every response carries ``X-Request-ID``; every error has the same JSON
-shape (:class:`~safeguard.serve.models.ErrorResponse`). One log line per request gives the
+Order of checks on a detection request (the cheapest refusal first): client address
+throttled after failed authentications (429 + ``Retry-After``) → bearer token from the header,
+before any byte of the body is read (401) → tenant rate limit (429 + ``Retry-After``) →
+tenant's detection requests in flight (429 + ``Retry-After``) → body size (413, declared
+``Content-Length`` first, then read incrementally, never past the limit) → then, in a worker
+thread so that the event loop keeps serving ``/healthz`` and other tenants: JSON values
+counted on the raw bytes (413) → JSON (400) → counts of texts, prompts and key ids (413/422)
+→ schema (422) → characters (413) → back on the loop: key ids (404) → detection in a worker
+thread. Every response carries ``X-Request-ID``; every error has the same JSON shape
+(:class:`~safeguard.serve.models.ErrorResponse`). One log line per request gives the
 request id, tenant, counts, status and latency, never a text, a token or a key secret.
 """
 
@@ -35,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from pydantic import ValidationError
 
 from safeguard import __version__
-from safeguard.serve.config import ServerConfig, hash_token
+from safeguard.serve.config import Limits, ServerConfig, hash_token
 from safeguard.serve.engine import detect_texts
 from safeguard.serve.keystore import KeyRing
 from safeguard.serve.models import (
@@ -47,7 +52,7 @@ from safeguard.serve.models import (
     KeysResponse,
     finite,
 )
-from safeguard.serve.ratelimit import TokenBucket
+from safeguard.serve.ratelimit import FailureThrottle, TokenBucket
 
 __all__ = ["ApiError", "create_app"]
 
@@ -200,7 +205,7 @@ def create_app(
         config: The validated server configuration (:func:`~safeguard.serve.load_config`).
         keyring: Pre-loaded keys (default: loaded from ``config.key_store`` now, so that a
             bad key store fails at start-up rather than on the first request).
-        clock: Monotonic clock for the rate limiter (tests inject one).
+        clock: Monotonic clock for the rate limiters (tests inject one).
 
     Returns:
         A FastAPI application; run it with uvicorn (``safeguard serve``).
@@ -217,6 +222,13 @@ def create_app(
         t.name: TokenBucket(t.rate_limit.requests_per_second, t.rate_limit.burst, clock=clock)
         for t in config.tenants
     }
+    in_flight = dict.fromkeys(tenants, 0)  # detection requests per tenant (event loop only)
+    throttle = FailureThrottle(
+        config.auth_throttle.max_failures,
+        config.auth_throttle.window_seconds,
+        max_addresses=config.auth_throttle.max_addresses,
+        clock=clock,
+    )
     bearer = HTTPBearer(auto_error=False, description="A tenant token from the server config.")
 
     app = FastAPI(
@@ -261,19 +273,34 @@ def create_app(
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> str:
+        # Only headers are used here: FastAPI reads no body for these routes, so a caller
+        # without a valid token never has its body read.
+        address = request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(address)
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            request.state.log["auth"] = "throttled"
+            raise ApiError(
+                429,
+                f"too many failed authentications from this address (more than "
+                f"{throttle.max_failures} in {throttle.window_seconds:g} s); retry after "
+                f"{retry} s with a valid token",
+                headers={"Retry-After": str(retry)},
+            )
         unauthorized = ApiError(
             401,
             "missing or invalid bearer token; send `Authorization: Bearer <token>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-        if credentials is None or not credentials.credentials:
-            raise unauthorized
-        presented = hash_token(credentials.credentials).encode("ascii")
         found = None
-        for stored, name in token_hashes:  # every hash compared, in constant time each
-            if hmac.compare_digest(presented, stored):
-                found = name
+        if credentials is not None and credentials.credentials:
+            presented = hash_token(credentials.credentials).encode("ascii")
+            for stored, name in token_hashes:  # every hash compared, in constant time each
+                if hmac.compare_digest(presented, stored):
+                    found = name
         if found is None:
+            throttle.record_failure(address)
+            request.state.log["auth"] = "failed"
             raise unauthorized
         request.state.log["tenant"] = found
         wait = buckets[found].acquire()
@@ -329,7 +356,7 @@ def create_app(
                 (413, "Body, texts or characters over the server's limits"),
                 (415, "Body is not JSON"),
                 (422, "Body does not match the schema"),
-                (429, "Rate limit exceeded (see Retry-After)"),
+                (429, "Rate limit, requests in flight or failed logins over (see Retry-After)"),
             )
         },
     )
@@ -340,15 +367,23 @@ def create_app(
         text whether it is flagged at the false-positive rate and (with the tenant's
         ``statistics`` detail) the p-values; never per-token values.
         """
-        body = await _read_body(request, limits.max_body_bytes)
-        payload = _parse_json(body)
-        try:
-            req = DetectRequest.model_validate(payload)
-        except ValidationError as exc:
+        cap = tenants[tenant].max_in_flight
+        if in_flight[tenant] >= cap:
             raise ApiError(
-                422, "the request body does not match the schema", details=_validation_details(exc)
-            ) from None
-        _check_limits(req, config)
+                429,
+                f"this tenant already has {cap} detection requests in flight, its limit "
+                "(`max_in_flight`); wait for one to finish, then retry",
+                headers={"Retry-After": "1"},
+            )
+        in_flight[tenant] += 1
+        try:
+            return await _detect(request, tenant)
+        finally:
+            in_flight[tenant] -= 1
+
+    async def _detect(request: Request, tenant: str) -> JSONResponse:
+        body = await _read_body(request, limits.max_body_bytes)
+        req = await run_in_threadpool(_parse_request, body, config)
         fpr = req.false_positive_rate if req.false_positive_rate is not None else default_fpr
         if fpr > config.max_false_positive_rate:
             raise ApiError(
@@ -504,6 +539,80 @@ def _parse_json(body: bytes) -> Any:
         raise ApiError(400, "the request body is nested too deeply") from None
 
 
+def _parse_request(body: bytes, config: ServerConfig) -> DetectRequest:
+    """Body bytes → a request within the server's limits (run in a worker thread).
+
+    Cheapest refusal first: JSON values counted on the raw bytes, then the JSON parse, then
+    the counts of the top-level lists, and only then the pydantic schema, whose cost (and the
+    number of errors it builds) is now bounded by the limits, not by the body.
+    """
+    lim = config.limits
+    _check_value_count(body, lim)
+    payload = _parse_json(body)
+    _check_counts(payload, lim)
+    try:
+        req = DetectRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise ApiError(
+            422, "the request body does not match the schema", details=_validation_details(exc)
+        ) from None
+    _check_limits(req, config)
+    return req
+
+
+def _most_values(lim: Limits) -> int:
+    """JSON values a request within ``lim`` can hold: texts, prompts, key ids, 4 members."""
+    return 2 * lim.max_texts + lim.max_keys + 4
+
+
+def _check_value_count(body: bytes, lim: Limits) -> None:
+    """Refuse (413) a body with more strings or separators than any request within ``lim``.
+
+    A scan of the raw bytes at C speed, before anything is parsed: escaped backslashes and
+    quotes are dropped, the remaining quotes delimit the strings, and commas outside strings
+    separate JSON values. A valid request within the limits has at most
+    :func:`_most_values` strings and fewer commas than that, so nothing it could send is
+    refused here; ``{"texts": [1, 1, ...]}`` with half a million items is refused in a few
+    milliseconds instead of being parsed and validated item by item.
+    """
+    most = _most_values(lim)
+    too_many = ApiError(
+        413,
+        f"the request body holds more than {most} JSON values; a request within this "
+        f"server's limits has at most {lim.max_texts} texts, as many prompts and "
+        f"{lim.max_keys} key ids; split the batch",
+    )
+    raw = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
+    if raw.count(b'"') > 2 * most:
+        raise too_many
+    outside = raw.split(b'"')[::2]  # at most `most` + 1 pieces
+    if sum(piece.count(b",") for piece in outside) >= most:
+        raise too_many
+
+
+def _check_counts(payload: Any, lim: Limits) -> None:
+    """Counts of the top-level lists, checked before the schema validates their items."""
+    if not isinstance(payload, dict):
+        return  # the schema refuses it with one error
+    texts, prompts, key_ids = (payload.get(k) for k in ("texts", "prompts", "key_ids"))
+    if isinstance(texts, list) and len(texts) > lim.max_texts:
+        raise ApiError(
+            413,
+            f"`texts` has {len(texts)} entries; the limit is {lim.max_texts} per request; "
+            "split the batch",
+        )
+    if isinstance(texts, list) and isinstance(prompts, list) and len(prompts) != len(texts):
+        raise ApiError(
+            422,
+            f"`prompts` has {len(prompts)} entries for {len(texts)} texts; "
+            "give one prompt (or null) per text",
+        )
+    if isinstance(key_ids, list) and len(key_ids) > lim.max_keys:
+        raise ApiError(
+            413, f"`key_ids` has {len(key_ids)} entries; the limit is {lim.max_keys} per request"
+        )
+
+
 def _is_utf8(value: str | None) -> bool:
     try:
         (value or "").encode("utf-8")
@@ -514,18 +623,6 @@ def _is_utf8(value: str | None) -> bool:
 
 def _check_limits(req: DetectRequest, config: ServerConfig) -> None:
     lim = config.limits
-    if len(req.texts) > lim.max_texts:
-        raise ApiError(
-            413,
-            f"`texts` has {len(req.texts)} entries; the limit is {lim.max_texts} per request; "
-            "split the batch",
-        )
-    if req.prompts is not None and len(req.prompts) != len(req.texts):
-        raise ApiError(
-            422,
-            f"`prompts` has {len(req.prompts)} entries for {len(req.texts)} texts; "
-            "give one prompt (or null) per text",
-        )
     total = 0
     for name, values in (("texts", req.texts), ("prompts", req.prompts or [])):
         for i, value in enumerate(values):
@@ -546,9 +643,4 @@ def _check_limits(req: DetectRequest, config: ServerConfig) -> None:
             413,
             f"the request has {total} characters in all; the limit is {lim.max_total_chars}; "
             "split the batch",
-        )
-    if req.key_ids is not None and len(req.key_ids) > lim.max_keys:
-        raise ApiError(
-            413,
-            f"`key_ids` has {len(req.key_ids)} entries; the limit is {lim.max_keys} per request",
         )

@@ -16,6 +16,8 @@ Example::
         token_sha256: "sha256:9f86d0..."
         keys: [wm-0123456789abcdef]
         rate_limit: {requests_per_second: 20, burst: 40}
+        max_in_flight: 4              # detection requests of this tenant at once; more get 429
+    auth_throttle: {max_failures: 10, window_seconds: 60}   # per client address
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from safeguard.errors import ConfigError
 
 __all__ = [
     "KEY_ID_PATTERN",
+    "AuthThrottle",
     "Limits",
     "RateLimit",
     "ServerConfig",
@@ -63,6 +66,26 @@ class RateLimit(_Model):
     burst: int = Field(default=20, ge=1, le=1_000_000)
 
 
+class AuthThrottle(_Model):
+    """Failed authentications allowed per client address before it is refused with 429.
+
+    A token bucket per address: ``max_failures`` failures at once, refilled over
+    ``window_seconds``. While an address is throttled, its requests are refused before the
+    token is checked, whichever token they carry. The address is the TCP peer, or the
+    ``X-Forwarded-For`` client when uvicorn trusts the proxy (``--forwarded-allow-ips``);
+    behind an untrusted proxy every caller shares the proxy's address.
+
+    Attributes:
+        max_failures: Failures an address may have at once.
+        window_seconds: Seconds for its allowance to refill completely.
+        max_addresses: Addresses tracked at most (least recently failed dropped first).
+    """
+
+    max_failures: int = Field(default=10, ge=1, le=1_000_000)
+    window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    max_addresses: int = Field(default=65_536, ge=1, le=10_000_000)
+
+
 class Limits(_Model):
     """Per-request limits; a request over any of them is refused with 413.
 
@@ -89,6 +112,9 @@ class Tenant(_Model):
         token_sha256: ``sha256:<hex>`` of the tenant's bearer token.
         keys: Key ids from the key store this tenant may test against.
         rate_limit: The tenant's request budget.
+        max_in_flight: Detection requests of this tenant the service works on at once (from
+            reading the body to the response); more are refused with 429 and ``Retry-After``,
+            so one tenant cannot take every worker thread.
         detail: ``statistics`` returns p-values and scores per text; ``decision`` returns only
             whether each text is flagged (less for an attacker probing the detector).
     """
@@ -97,6 +123,7 @@ class Tenant(_Model):
     token_sha256: str = Field(pattern=_TOKEN_HASH_PATTERN)
     keys: tuple[str, ...] = Field(min_length=1)
     rate_limit: RateLimit = RateLimit()
+    max_in_flight: int = Field(default=4, ge=1, le=1024)
     detail: Literal["statistics", "decision"] = "statistics"
 
     @field_validator("keys")
@@ -127,6 +154,7 @@ class ServerConfig(_Model):
         max_false_positive_rate: Largest rate a caller may ask for.
         limits: Per-request limits.
         tenants: Callers and the keys each may use.
+        auth_throttle: Failed authentications allowed per client address.
         detect_threads: Threads one request's batch detection may use.
         openapi: Serve ``/openapi.json`` and ``/docs``.
     """
@@ -142,6 +170,7 @@ class ServerConfig(_Model):
     max_false_positive_rate: float = Field(default=0.1, gt=0, lt=1)
     limits: Limits = Limits()
     tenants: tuple[Tenant, ...] = Field(min_length=1)
+    auth_throttle: AuthThrottle = AuthThrottle()
     detect_threads: int = Field(default=1, ge=1, le=256)
     openapi: bool = True
 

@@ -59,9 +59,11 @@ def test_concurrent_requests_all_succeed(server, world):
         r = c.post("/v1/detect", json={"texts": [text] * (1 + i % 4)})
         return r.status_code, all(x["is_watermarked"] for x in r.json()["results"])
 
+    # As many concurrent clients as the tenant's default `max_in_flight` (4): the slot is
+    # released before the response is sent, so none of them is ever refused with 429.
     with (
         httpx.Client(base_url=server, headers=world.headers(), timeout=30) as c,
-        ThreadPoolExecutor(8) as pool,
+        ThreadPoolExecutor(4) as pool,
     ):
         outcomes = list(pool.map(call, range(32)))
     assert outcomes == [(200, True)] * 32

@@ -66,6 +66,22 @@ def test_relative_paths_resolve_against_the_config_folder(world, tmp_path):
             {"tenants": [{"name": "x", "token_sha256": "sha256:" + "0" * 64, "keys": ["k1"]}]},
             "is not a watermark key id",
         ),
+        ({"auth_throttle": {"max_failures": 0}}, "auth_throttle.max_failures"),
+        ({"auth_throttle": {"window_seconds": -1}}, "auth_throttle.window_seconds"),
+        ({"auth_throttle": {"per_ip": 3}}, "auth_throttle.per_ip"),
+        (
+            {
+                "tenants": [
+                    {
+                        "name": "x",
+                        "token_sha256": "sha256:" + "0" * 64,
+                        "keys": ["wm-0000000000000000"],
+                        "max_in_flight": 0,
+                    }
+                ]
+            },
+            "max_in_flight",
+        ),
     ],
 )
 def test_invalid_configs_name_the_problem(world, change, message):
@@ -75,6 +91,19 @@ def test_invalid_configs_name_the_problem(world, change, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(path)
     assert str(path) in str(info.value)
+
+
+def test_hostile_tenant_defaults():
+    cfg = ServerConfig.model_validate(
+        {
+            "key_store": "keys",
+            "tenants": [
+                {"name": "x", "token_sha256": "sha256:" + "0" * 64, "keys": ["wm-0000000000000000"]}
+            ],
+        }
+    )
+    assert cfg.tenants[0].max_in_flight == 4
+    assert (cfg.auth_throttle.max_failures, cfg.auth_throttle.window_seconds) == (10, 60.0)
 
 
 def test_duplicate_tenants_are_refused(world):
