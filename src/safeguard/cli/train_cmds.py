@@ -4,7 +4,9 @@ Reads records with a ``text`` field (and the policy's ``group_by`` field for
 user-level DP), fine-tunes a local model folder with DP-SGD (momentum 0.9, the
 known-good recipe), shows loss and ε in a progress bar, and writes the model,
 the budget ledger, the auditor report and an ε plot into ``--out``. A record
-that cannot be used is written to ``<out>/quarantine.jsonl`` with its reason.
+that cannot be used (not JSON, invalid UTF-8, a lone surrogate, no ``text``) is
+written to ``<out>/quarantine.jsonl`` (mode 0600) with its line and reason, and the
+run stops before any budget is spent unless ``--allow-quarantine`` is given.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safeguard.cli._args import positive_float, positive_int
 from safeguard.errors import BudgetExceededError, DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -52,8 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lora", action="store_true", help="train LoRA adapters only (peft); the base stays frozen"
     )
-    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
+    p.add_argument("--lora-r", type=positive_int, default=8, help="LoRA rank (default 8)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument(
+        "--allow-quarantine",
+        action="store_true",
+        help="train on the usable records when some cannot be used (they are written to "
+        "<out>/quarantine.jsonl with line and reason); without it such data is refused before "
+        "any budget is spent",
+    )
     p.add_argument(
         "--ledger",
         metavar="PATH",
@@ -62,30 +72,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--target-epsilon",
-        type=float,
+        type=positive_float,
         default=None,
         help="total ε to calibrate for (at most the policy's target_epsilon, which stays the hard budget)",
     )
     p.add_argument(
         "--epochs",
-        type=float,
+        type=positive_float,
         default=None,
         help="expected passes over the data (default: policy or 1)",
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="expected logical batch size (default: policy or 16)",
     )
     p.add_argument(
-        "--physical-batch-size", type=int, default=None, help="largest batch held in memory"
+        "--physical-batch-size",
+        type=positive_int,
+        default=None,
+        help="largest batch held in memory (default: the logical batch)",
     )
     p.add_argument(
-        "--lr", type=float, default=None, help="learning rate (default 0.05 full, 0.2 LoRA)"
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="learning rate (default 0.05 full, 0.2 LoRA)",
     )
     p.add_argument(
-        "--max-length", type=int, default=128, help="tokens per record (truncated, padded)"
+        "--max-length", type=positive_int, default=128, help="tokens per record (truncated, padded)"
     )
     p.add_argument(
         "--seed",
@@ -103,9 +119,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "allow_seeded_noise). Default: the OS's entropy, never stored",
     )
     p.add_argument(
-        "--plot-points", type=int, default=20, help="ε evaluations in the plot (default 20)"
+        "--plot-points",
+        type=positive_int,
+        default=20,
+        help="ε evaluations in the plot (default 20)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--grad-sample-mode",
+        choices=("auto", "bk", "ghost", "hooks", "functorch"),
+        default=None,
+        help="how per-sample gradients are computed (default: the policy's, else auto)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--manifest",
         help="write a signed SLSA training manifest of --out here (a path outside --out)",
@@ -115,40 +140,41 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _read_records(
-    path: Path, group_by: str | None, quarantine: Path
+    path: Path, group_by: str | None, quarantine: Path, *, allow_quarantine: bool
 ) -> tuple[list[dict[str, Any]], int]:
-    if not path.exists():
-        raise DataError(f"--data {str(path)!r} does not exist")
+    """The usable records of ``path``; every other line goes to ``quarantine`` (mode 0600).
+
+    Raises:
+        DataError: No record is usable, or some are not and ``allow_quarantine`` is off (the
+            run stops before any budget is spent).
+    """
+    from safeguard._files import json_line, open_private, printable, read_jsonl
+
     records: list[dict[str, Any]] = []
     bad = 0
-    with path.open(encoding="utf-8") as fh, quarantine.open("w", encoding="utf-8") as qf:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            reason = None
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                rec, reason = None, f"not JSON: {exc.msg}"
+    with open_private(quarantine, "wb") as qf:
+        for n, rec, reason, raw in read_jsonl(path):
             if reason is None:
-                if not isinstance(rec, dict):
-                    reason = "not a JSON object"
-                elif not isinstance(rec.get("text"), str) or not rec["text"].strip():
+                if not isinstance(rec.get("text"), str) or not rec["text"].strip():
                     reason = "no non-empty string `text` field"
                 elif group_by and rec.get(group_by) is None:
                     reason = f"no `{group_by}` field (the policy's unit of privacy is a user)"
             if reason is not None:
                 bad += 1
-                qf.write(
-                    json.dumps({"line": n, "reason": reason, "record": line.rstrip("\n")[:2000]})
-                    + "\n"
-                )
+                qf.write(json_line({"line": n, "reason": reason, "record": printable(raw[:2000])}))
                 continue
             records.append(rec)
+    need = "a JSON object with a non-empty `text`" + (f" and a `{group_by}`" if group_by else "")
     if not records:
         raise DataError(
-            f"--data {str(path)!r} has no usable records ({bad} quarantined to {quarantine}); each line must be "
-            "a JSON object with a non-empty `text`" + (f" and a `{group_by}`" if group_by else "")
+            f"--data {str(path)!r} has no usable records ({bad} quarantined to {quarantine}); each "
+            f"line must be {need}"
+        )
+    if bad and not allow_quarantine:
+        raise DataError(
+            f"{bad} record{'s' if bad != 1 else ''} of --data {str(path)!r} could not be used (line "
+            f"and reason in {quarantine}); no budget was spent. Each line must be {need}: fix them, "
+            "or pass --allow-quarantine to train on the other records"
         )
     return records, bad
 
@@ -184,7 +210,10 @@ class _Encoded:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: Any) -> dict[str, Any]:
+        import torch
+
+        i = torch.as_tensor(i)  # an index or, from a batch sampler, a list of indices
         item = {
             "input_ids": self.input_ids[i],
             "attention_mask": self.attention_mask[i],
@@ -217,6 +246,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         raise missing_dependency("transformers", "dp") from exc
 
+    if args.no_progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     policy = load_policy(args.policy)
@@ -232,14 +265,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
 
     checkpoint = out / CHECKPOINT
+    if args.resume and not checkpoint.exists():
+        raise VerificationError(
+            f"--resume: no checkpoint {str(checkpoint)!r}; refusing to start over (ε would restart)"
+        )
     ledger = _open_ledger(args, out, checkpoint)
     torch.manual_seed(args.seed)
-    records, bad = _read_records(Path(args.data), section.group_by, out / QUARANTINE)
+    records, bad = _read_records(
+        Path(args.data), section.group_by, out / QUARANTINE, allow_quarantine=args.allow_quarantine
+    )
     if bad:
         log.warning("%d record(s) could not be used; see %s", bad, out / QUARANTINE)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dataset = _Encoded(records, tokenizer, args.max_length, section.group_by)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
+    if any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
+        half = next(
+            p.dtype for p in model.parameters() if p.dtype in (torch.float16, torch.bfloat16)
+        )
+        model = model.float()
+        sys.stderr.write(
+            f"safeguard train: {model_dir} holds {str(half).replace('torch.', '')} weights; training "
+            "in float32 (per-sample gradient clipping is not exact in half precision), so the "
+            "saved model is float32\n"
+        )
     if args.lora:
         model = get_peft_model(
             model,
@@ -262,6 +311,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides["epochs"] = args.epochs or section.epochs or 1.0
     if args.physical_batch_size:
         overrides["physical_batch_size"] = args.physical_batch_size
+    if args.grad_sample_mode:
+        overrides["grad_sample_mode"] = args.grad_sample_mode
     batch_size = args.batch_size or section.batch_size or 16
     state = None
     if args.resume:

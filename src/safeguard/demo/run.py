@@ -282,8 +282,9 @@ def run_demo(
         base = build_tiny_lm(out / "model-base", seed=seed)
 
     model_dp = out / "model-dp"
-    with run.step(f"DP fine-tune on the scrubbed notes ({POLICY} privacy budget)"), _demo_registry(
-        out, model_dp
+    with (
+        run.step(f"DP fine-tune on the scrubbed notes ({POLICY} privacy budget)"),
+        _demo_registry(out, model_dp),
     ):
         run.cli(
             "train",

@@ -292,6 +292,42 @@ def _split_batch(batch: Any, drop: Sequence[str]) -> tuple[tuple[Any, ...], dict
     return (batch,), {}, None
 
 
+def _causal_lm_batch(
+    batch: Any, args: tuple[Any, ...], kwargs: dict[str, Any], labels: Any
+) -> tuple[tuple[Any, ...], dict[str, Any], Any]:
+    """A causal LM's batch as users write it: input ids alone train on themselves.
+
+    ``labels`` default to the input ids (padding, where ``attention_mask`` is 0, ignored).
+    A pair of ``(batch, seq)`` integer tensors whose second holds only 0s and 1s is an
+    ``(input_ids, attention_mask)`` pair, which would otherwise be read as (inputs, labels)
+    and train the model to predict the mask: it is refused.
+    """
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        ids, second = batch
+        if (
+            isinstance(ids, torch.Tensor)
+            and isinstance(second, torch.Tensor)
+            and ids.dim() == 2
+            and second.shape == ids.shape
+            and not second.is_floating_point()
+            and bool(((second == 0) | (second == 1)).all())
+        ):
+            raise DataError(
+                "the batch is a pair of (batch, seq) tensors whose second holds only 0/1: it looks like "
+                "(input_ids, attention_mask), which would be read as (inputs, labels). Pass a dict "
+                "{'input_ids': ..., 'attention_mask': ...} (labels then default to the input ids) or "
+                "add 'labels' explicitly"
+            )
+    if labels is not None:
+        return args, kwargs, labels
+    ids = kwargs.get("input_ids") if kwargs else (args[0] if args else None)
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        return args, kwargs, labels
+    mask = kwargs.get("attention_mask")
+    labels = ids.masked_fill(mask == 0, IGNORE_INDEX) if isinstance(mask, torch.Tensor) else ids
+    return args, kwargs, labels
+
+
 def _batch_len(batch: Any) -> int:
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0])
@@ -543,6 +579,8 @@ class PrivateTraining:
             # Per-user clipping units for the next backward (None: one unit per example).
             self.model.groups = self._guard.groups
         args, kwargs, labels = _split_batch(batch, self._drop_keys)
+        if loss_fn is None and _is_causal_lm(_base_hf_model(self.model)):
+            args, kwargs, labels = _causal_lm_batch(batch, args, kwargs, labels)
         outputs = self.model(*args, **kwargs)
         if loss_fn is not None:
             return loss_fn(outputs, labels)
@@ -1154,6 +1192,24 @@ def make_private(
     if len(ledger) and ledger.runs()[0]["delta"] != delta and config.target_delta is None:
         delta = float(ledger.runs()[0]["delta"])
         delta_source = "inherited from the ledger's first run"
+    if delta > 1e-3 or num_units < 100:
+        warnings.warn(
+            f"δ = {delta:g} with N = {num_units} units of privacy: "
+            + (
+                f"the guarantee may fail outright with probability up to δ (1 in {1 / delta:.0f}); "
+                "δ ≤ 1e-5 is usual. "
+                if delta > 1e-3
+                else ""
+            )
+            + (
+                f"With only {num_units} units, DP noise dominates what can be learned. "
+                if num_units < 100
+                else ""
+            )
+            + "Train on more data, or set `target_delta` lower",
+            UserWarning,
+            stacklevel=2,
+        )
     steps_per_epoch = max(1, round(1.0 / sample_rate))
     if config.steps is not None:
         planned: int | None = config.steps

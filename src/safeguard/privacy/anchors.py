@@ -148,7 +148,10 @@ def open_run_ledger(
     ckpt_ledger = _checkpoint_ledger(ckpt) if ckpt is not None else None
     if ckpt_ledger is not None and ckpt_ledger.exists():
         anchors.append(
-            (f"the checkpoint's ledger {str(ckpt_ledger)!r}", BudgetLedger.load(ckpt_ledger).anchor())
+            (
+                f"the checkpoint's ledger {str(ckpt_ledger)!r}",
+                BudgetLedger.load(ckpt_ledger).anchor(),
+            )
         )
 
     source: Path | None = None
@@ -201,7 +204,7 @@ def _refuse_fresh(
     if earlier:
         assert reg is not None and reg_path is not None
         why.append(
-            f"this data set was already trained on with DP ({reg[0].entries} ledger entries, "
+            f"this data set was already trained on with DP (a ledger of {reg[0].entries} entries; "
             f"registry {str(reg_path)!r})"
         )
     raise VerificationError(

@@ -139,12 +139,16 @@ class DPConfig:
             "max_epsilon",
         ):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
                 raise ConfigError(
                     f"`{name}` (={value!r}) must be a number, not {type(value).__name__}; "
                     f"write e.g. {name}=8.0 without quotes"
                 )
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
             raise ConfigError(f"`seed` (={self.seed!r}) must be an integer or None")
         if (self.target_epsilon is None) == (self.noise_multiplier is None):
             problems.append(

@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +81,6 @@ def _opacus_epsilon(
     accountant: str, history: Sequence[tuple[float, float, int]], delta: float
 ) -> float:
     try:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from opacus.accountants import create_accountant
@@ -90,7 +89,13 @@ def _opacus_epsilon(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise missing_dependency("opacus", "dp") from exc
     acc.history = [tuple(h) for h in history]
-    return float(acc.get_epsilon(delta=delta))
+    import numpy as np
+
+    # The PRV accountant takes log(0) on the empty tails of its grid: harmless, and not the
+    # user's concern (it printed a dozen RuntimeWarnings per training run).
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(acc.get_epsilon(delta=delta))
 
 
 def compute_epsilon(
@@ -144,8 +149,12 @@ class LedgerAnchor:
         try:
             entries, head = data["entries"], data["head"]
         except (KeyError, TypeError) as exc:
-            raise VerificationError(f"{source}: not a ledger anchor (needs `entries` and `head`)") from exc
-        if not (isinstance(entries, int) and entries >= 0 and isinstance(head, str) and len(head) == 64):
+            raise VerificationError(
+                f"{source}: not a ledger anchor (needs `entries` and `head`)"
+            ) from exc
+        if not (
+            isinstance(entries, int) and entries >= 0 and isinstance(head, str) and len(head) == 64
+        ):
             raise VerificationError(f"{source}: malformed ledger anchor {data!r}")
         return cls(entries=entries, head=head)
 
@@ -328,8 +337,8 @@ class BudgetLedger:
 
     def write_anchors(self) -> None:
         """Rewrite every anchor file with the current :meth:`anchor` (atomic replace)."""
-        if not self._anchor_files or not self._entries:
-            return  # an empty ledger anchors nothing (a failed first attempt leaves no trace)
+        if not self._anchor_files or self.steps() == 0:
+            return  # nothing spent, nothing to anchor (a failed first attempt leaves no trace)
         body = self.anchor().to_dict()
         if self._path is not None:
             body["ledger"] = str(self._path.resolve())
@@ -492,7 +501,9 @@ class BudgetLedger:
 
     def seeded_noise(self) -> bool:
         """Whether any run in this ledger drew its DP noise from a fixed seed."""
-        return any(bool(e.get("dp_guarantee_void")) for e in self._entries if e["kind"] == "run_start")
+        return any(
+            bool(e.get("dp_guarantee_void")) for e in self._entries if e["kind"] == "run_start"
+        )
 
     def verify(self) -> None:
         """Re-check the hash chain; :class:`VerificationError` if it is broken."""

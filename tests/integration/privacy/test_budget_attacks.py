@@ -100,7 +100,9 @@ def _refused(capsys, *needles):
 def test_a_truncated_ledger_is_refused(model_dir, first_run, capsys, drop):
     data, out, ledger = first_run
     kept = _truncate(out / "privacy_ledger.jsonl", drop)
-    assert BudgetLedger.load(out / "privacy_ledger.jsonl").steps() < ledger.steps()  # still a valid chain
+    assert (
+        BudgetLedger.load(out / "privacy_ledger.jsonl").steps() < ledger.steps()
+    )  # still a valid chain
     assert _train(model_dir, data, out) == 1
     _refused(capsys, "truncated", f"recorded {len(ledger)}")
     assert len((out / "privacy_ledger.jsonl").read_text().splitlines()) == kept  # nothing appended
@@ -146,7 +148,10 @@ def test_the_same_data_in_a_new_folder_is_refused_unless_it_continues_the_ledger
     assert both.extends(ledger.anchor()) and both.steps() > ledger.steps()
     assert both.epsilon_spent() <= BUDGET + 1e-6
     # The first folder's ledger is now stale: continuing from it again is refused.
-    assert _train(model_dir, data, tmp_path / "run3", "--ledger", str(out / "privacy_ledger.jsonl")) == 1
+    assert (
+        _train(model_dir, data, tmp_path / "run3", "--ledger", str(out / "privacy_ledger.jsonl"))
+        == 1
+    )
     _refused(capsys, "truncated")
 
 

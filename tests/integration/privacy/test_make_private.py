@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from safeguard.errors import BudgetExceededError, ConfigError, PrivacyError, VerificationError
+from safeguard.errors import (
+    BudgetExceededError,
+    ConfigError,
+    DataError,
+    PrivacyError,
+    VerificationError,
+)
 from safeguard.privacy import BudgetLedger, DPConfig, make_private
 
 
@@ -403,3 +409,50 @@ def test_dp_adam_at_small_n_is_flagged(tiny, caplog):
             config=DPConfig(noise_multiplier=1.0, target_delta=1e-3, preflight=False),
         )
     assert "DP-SGD with momentum" in caplog.text
+
+
+def _id_batches(tiny, n=32, t=8):
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 50, (n, t), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[:, -2:] = 0
+    return ids, mask
+
+
+def test_an_input_ids_attention_mask_pair_is_refused_not_read_as_labels(tiny):
+    ids, mask = _id_batches(tiny)
+    model = tiny.gpt2()
+    run = make_private(
+        model=model,
+        optimizer=tiny.sgd(model),
+        data_loader=torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(ids, mask), batch_size=4
+        ),
+        config=DPConfig(noise_multiplier=1.0, target_delta=1e-3, preflight=False),
+    )
+    with pytest.raises(DataError, match=r"looks like\s+\(input_ids, attention_mask\)"):
+        run.train_step((ids[:4], mask[:4]))
+    assert run.ledger.steps() == 0
+
+
+def test_a_causal_lm_trains_on_its_input_ids_when_labels_are_missing(tiny):
+    ids, mask = _id_batches(tiny)
+    model = tiny.gpt2()
+    run = make_private(
+        model=model,
+        optimizer=tiny.sgd(model),
+        data_loader=torch.utils.data.DataLoader(
+            [{"input_ids": i, "attention_mask": m} for i, m in zip(ids, mask)], batch_size=4
+        ),
+        config=DPConfig(noise_multiplier=1.0, target_delta=1e-3, preflight=False),
+    )
+    batch = {"input_ids": ids[:4], "attention_mask": mask[:4]}
+    explicit = {**batch, "labels": ids[:4].masked_fill(mask[:4] == 0, -100)}
+    run.model.eval()  # no dropout: the two forwards must agree exactly
+    with torch.no_grad():
+        assert torch.allclose(run.loss_per_example(batch), run.loss_per_example(explicit))
+        alone = run.loss_per_example((ids[:4],))
+    assert alone.shape == (4,) and torch.isfinite(alone).all()
+    run.model.train()
+    run.train_step(batch)
+    assert run.ledger.steps() == 1

@@ -37,6 +37,10 @@ def _data(path, n=48, patients=12, broken=True):
         if broken:
             fh.write("{not json\n")
             fh.write(json.dumps({"text": "no patient id here"}) + "\n")
+            fh.write('{"text": "lone \\ud800 surrogate", "patient_id": "p1"}\n')
+    if broken:
+        with path.open("ab") as fh:
+            fh.write(b'{"text": "bad \xff byte", "patient_id": "p2"}\n')
     return path
 
 
@@ -67,16 +71,27 @@ def _train(model_dir, data, out, *extra):
 
 
 def test_train_writes_model_ledger_report_and_quarantine(model_dir, tmp_path, capsys):
+    import os
+    import stat
+
     out = tmp_path / "out"
+    data = _data(tmp_path / "d.jsonl")
+    # Unusable records stop the run before any budget is spent...
+    assert _train(model_dir, data, out, "--batch-size", "2", "--target-epsilon", "3") == 2
+    err = capsys.readouterr().err
+    assert "4 records" in err and "--allow-quarantine" in err and "Traceback" not in err
+    assert not (out / "privacy_ledger.jsonl").exists()
+    # ...unless the user says to train on the rest.
     assert (
         _train(
             model_dir,
-            _data(tmp_path / "d.jsonl"),
+            data,
             out,
             "--batch-size",
             "2",
             "--target-epsilon",
             "3",
+            "--allow-quarantine",
         )
         == 0
     )
@@ -93,10 +108,13 @@ def test_train_writes_model_ledger_report_and_quarantine(model_dir, tmp_path, ca
     ):
         assert (out / name).exists(), name
     quarantined = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
-    assert len(quarantined) == 2 and {q["line"] for q in quarantined} == {49, 50}
+    assert {q["line"] for q in quarantined} == {49, 50, 51, 52}
+    reasons = " ".join(q["reason"] for q in quarantined)
+    assert "lone surrogate" in reasons and "invalid UTF-8" in reasons
+    assert stat.S_IMODE(os.stat(out / "quarantine.jsonl").st_mode) == 0o600
     report = json.loads((out / "privacy_report.json").read_text())
     assert (
-        report["records_quarantined"] == 2
+        report["records_quarantined"] == 4
         and report["unit_of_privacy"] == summary["unit_of_privacy"]
     )
 

@@ -42,11 +42,13 @@ def test_extends_accepts_continuations_and_refuses_truncation_and_other_historie
     assert led.extends(early) and led.extends(led.anchor())
     assert led.extends(LedgerAnchor(entries=0, head=GENESIS))
     longer = _grow(BudgetLedger.from_lines(led.to_lines()), 2)
-    with pytest.raises(VerificationError, match="recorded 7 .*truncated or replaced"):
+    with pytest.raises(VerificationError, match=r"recorded 7 .*truncated or replaced"):
         led.check_anchor(longer.anchor(), source="the checkpoint")
     other = _grow(BudgetLedger(), 6)  # same length, different history (another run's ledger)
     with pytest.raises(VerificationError, match="differs from the history the manifest recorded"):
-        led.check_anchor(LedgerAnchor(entries=5, head=list(other.entries())[4]["hash"]), source="the manifest")
+        led.check_anchor(
+            LedgerAnchor(entries=5, head=list(other.entries())[4]["hash"]), source="the manifest"
+        )
 
 
 def test_anchor_files_follow_every_entry_and_an_empty_ledger_writes_none(tmp_path):
@@ -116,7 +118,9 @@ def test_continue_from_copies_the_earlier_ledger_and_checks_it(tmp_path):
     assert read_anchor(registry_path(DIGEST))[1].endswith("b/privacy_ledger.jsonl")
     with pytest.raises(VerificationError, match="truncated"):
         open_run_ledger(
-            tmp_path / "c", dataset_sha256=DIGEST, continue_from=tmp_path / "a" / "privacy_ledger.jsonl"
+            tmp_path / "c",
+            dataset_sha256=DIGEST,
+            continue_from=tmp_path / "a" / "privacy_ledger.jsonl",
         )
 
 
@@ -126,7 +130,7 @@ def test_resume_rebuilds_a_missing_ledger_from_the_checkpoint_copy(tmp_path):
     led = _grow(open_run_ledger(out, checkpoint=ckpt), 3)
     led.save(ckpt.with_suffix(".ledger.jsonl"))
     (out / "privacy_ledger.jsonl").unlink()
-    with pytest.raises(VerificationError, match="dp_checkpoint.ledger.jsonl"):
+    with pytest.raises(VerificationError, match=r"dp_checkpoint\.ledger\.jsonl"):
         open_run_ledger(out, checkpoint=ckpt)
     assert open_run_ledger(out, checkpoint=ckpt, resume=True).anchor() == led.anchor()
     # A checkpoint copy older than the anchor (steps taken after the checkpoint) is refused.

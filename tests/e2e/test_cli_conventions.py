@@ -1,0 +1,133 @@
+"""The first hour of a new user: every verb explains itself, and bad input gets exit 2, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from safeguard.cli.main import build_parser, main
+
+warnings.filterwarnings("ignore", message=".*Secure RNG.*")
+
+
+def _verbs(parser: argparse.ArgumentParser, prefix: str = "safeguard"):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield f"{prefix} {name}", child
+                yield from _verbs(child, f"{prefix} {name}")
+
+
+def test_every_verb_has_a_description_and_shows_its_defaults():
+    verbs = list(_verbs(build_parser()))
+    assert len(verbs) >= 20
+    for name, parser in verbs:
+        assert parser.description, f"{name} --help has no description"
+        text = parser.format_help()
+        for action in parser._actions:
+            shown = action.option_strings and action.default not in (
+                None,
+                False,
+                True,
+                [],
+                (),
+                argparse.SUPPRESS,
+            )
+            if shown:
+                assert "default" in (action.help or "").lower() or "(default: " in text, (
+                    f"{name} {action.option_strings[0]} hides its default {action.default!r}"
+                )
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggestion"),
+    [(["detcet"], "'detect'"), (["keygen", "--out", "k.json", "--shceme", "gumbel"], "'--scheme'")],
+)
+def test_typos_get_a_suggestion(argv, suggestion, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert f"did you mean {suggestion}?" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path):
+    proc = subprocess.run(
+        f"{sys.executable} -m safeguard keygen --out {tmp_path / 'k.json'} | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def half_model(tmp_path_factory):
+    """A tiny GPT-2 saved in float16, like the evaluation LM safeguard ships."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from safeguard.demo.tiny_lm import build_tiny_lm
+
+    path = build_tiny_lm(
+        tmp_path_factory.mktemp("lm") / "half", vocab_size=300, n_layer=1, n_embd=32
+    )
+    AutoModelForCausalLM.from_pretrained(path).to(torch.float16).save_pretrained(path)
+    return path
+
+
+def _notes(path, n=40):
+    with path.open("w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"text": f"note {i}: stable.", "patient_id": f"p{i % 20}"}) + "\n")
+    return path
+
+
+def test_train_on_float16_weights_trains_in_float32_quietly(half_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["train", "--policy", "healthcare-hipaa", "--model", str(half_model), "--data"]
+    argv += [str(_notes(tmp_path / "d.jsonl")), "--out", str(out), "--no-progress"]
+    with pytest.warns(UserWarning, match="δ = .* with N = 20 units"):  # a tiny data set is named
+        assert main([*argv, "--max-length", "8", "--batch-size", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "float16 weights; training in float32" in err
+    for noise in (
+        "Traceback",
+        "divide by zero",
+        "train_cmds.py",
+        "Loading weights",
+        "Writing model",
+    ):
+        assert noise not in err, err
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    saved = AutoModelForCausalLM.from_pretrained(out)
+    assert next(saved.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--lr", "-1", "--lr: must be a finite number > 0"),
+        ("--max-length", "0", "--max-length: must be ≥ 1"),
+        ("--batch-size", "0", "--batch-size: must be ≥ 1"),
+        ("--epochs", "nan", "--epochs: must be a finite number > 0"),
+    ],
+)
+def test_train_refuses_out_of_range_numbers(flag, value, needle, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--model", "m", "--data", "d", "--out", str(tmp_path), flag, value])
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_train_offers_every_option_its_messages_suggest():
+    train = dict(_verbs(build_parser()))["safeguard train"]
+    options = {o for a in train._actions for o in a.option_strings}
+    assert {"--grad-sample-mode", "--ledger", "--dp-seed", "--resume"} <= options
