@@ -442,7 +442,8 @@ def test_a_causal_lm_trains_on_its_input_ids_when_labels_are_missing(tiny):
         model=model,
         optimizer=tiny.sgd(model),
         data_loader=torch.utils.data.DataLoader(
-            [{"input_ids": i, "attention_mask": m} for i, m in zip(ids, mask)], batch_size=4
+            [{"input_ids": i, "attention_mask": m} for i, m in zip(ids, mask, strict=True)],
+            batch_size=4,
         ),
         config=DPConfig(noise_multiplier=1.0, target_delta=1e-3, preflight=False),
     )
