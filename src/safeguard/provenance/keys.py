@@ -191,10 +191,10 @@ def _read(path: str | os.PathLike[str], what: str) -> bytes:
 
 def load_private_key(path: str | os.PathLike[str], *, password: bytes | None = None) -> PrivateKey:
     """Read a private key file, warning when other users can read it."""
+    from safeguard._files import warn_if_readable_by_others
+
     data = _read(path, "private key")
-    mode = Path(path).stat().st_mode & 0o077
-    if mode:
-        log.warning("private key %s is readable by other users; run `chmod 600` on it", path)
+    warn_if_readable_by_others(path, "private key", logger=log)
     return PrivateKey.from_pem(data, password=password, source=str(path))
 
 
