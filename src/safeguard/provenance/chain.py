@@ -505,6 +505,18 @@ def check_policy(manifests: Sequence[Manifest], policy: Any) -> list[ChainLink]:
                         f"{privacy.target_epsilon:g} ({policy.name})",
                     )
                 )
+            dp = m.statement.predicate.get("buildDefinition", {}).get("externalParameters", {})
+            seeded = bool(ledger.get("seeded_noise")) if ledger else False
+            seeded = seeded or (dp.get("dp") or {}).get("seed") is not None
+            if seeded and not getattr(privacy, "allow_seeded_noise", False):
+                links.append(
+                    ChainLink(
+                        name="policy: dp noise",
+                        ok=False,
+                        detail=f"{_label(m)} drew its DP noise from a fixed seed (no DP guarantee); "
+                        f"policy {policy.name!r} does not allow seeded noise",
+                    )
+                )
             delta = ledger.get("delta") if ledger else None
             if privacy.target_delta is not None and isinstance(delta, (int, float)):
                 ok = delta <= privacy.target_delta

@@ -54,6 +54,7 @@ def build_run(
     watermark: dict | None = None,
     sign: bool = True,
     ledger_entries: int | None = None,
+    dp_seed: int | None = None,
 ) -> Run:
     """A whole healthcare run as plain files: raw -> scrubbed -> model -> text, with manifests.
 
@@ -124,6 +125,7 @@ def build_run(
                 "target_delta": 1e-5,
                 "max_grad_norm": 1.0,
                 "noise_multiplier": 1.0,
+                "seed": dp_seed,
             },
             datasets=[("clean.jsonl", sha256_file(clean))],
             base_model=("tiny-gpt2", "c" * 64),
@@ -132,6 +134,7 @@ def build_run(
                 "delta": 1e-5,
                 "accountant": "prv",
                 "steps": 12,
+                "seeded_noise": dp_seed is not None,
                 **anchor,
             },
         ),

@@ -99,6 +99,17 @@ def test_epsilon_over_the_policy_fails(tmp_path, make_run) -> None:
     assert "9.5 > policy target_epsilon 8" in result.broken[0].detail
 
 
+def test_seeded_dp_noise_fails_a_policy_that_does_not_allow_it(tmp_path, make_run) -> None:
+    run = make_run(tmp_path / "r", dp_seed=0)
+    result = verify_chain(
+        run.generation_manifest,
+        public_keys=[run.key.public_key],
+        policy=load_policy("healthcare-hipaa"),
+    )
+    assert _broken(result) == ["policy: dp noise"]
+    assert "fixed seed (no DP guarantee)" in result.broken[0].detail
+
+
 def test_wrong_scrub_policy_fails(tmp_path, make_run) -> None:
     run = make_run(tmp_path / "r", scrub_policy="default")
     result = verify_chain(
