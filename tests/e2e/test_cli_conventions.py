@@ -131,3 +131,117 @@ def test_train_offers_every_option_its_messages_suggest():
     train = dict(_verbs(build_parser()))["safeguard train"]
     options = {o for a in train._actions for o in a.option_strings}
     assert {"--grad-sample-mode", "--ledger", "--dp-seed", "--resume"} <= options
+
+
+# ---------------------------------------------------------------- generate and detect
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    from safeguard.demo.tiny_lm import build_tiny_lm
+
+    return build_tiny_lm(
+        tmp_path_factory.mktemp("lm") / "tiny", vocab_size=300, n_layer=1, n_embd=32
+    )
+
+
+@pytest.fixture(scope="module")
+def bound_key(lm, tmp_path_factory):
+    path = tmp_path_factory.mktemp("keys") / "k.json"
+    assert main(["keygen", "--tokenizer", str(lm), "--out", str(path)]) == 0
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--prompt", "  "], "prompt #1 is empty"),
+        (["--prompt", "The", "--temperature", "0"], "--temperature (=0) must be > 0"),
+        (["--prompt", "The", "--top-p", "0"], "--top-p (=0) must be in (0, 1]"),
+        (["--prompt", "The", "--max-new-tokens", "0"], "--max-new-tokens: must be ≥ 1"),
+    ],
+)
+def test_generate_refuses_what_would_crash_or_void_the_watermark(
+    lm, bound_key, extra, needle, capsys
+):
+    try:
+        code = main(["generate", "--model", str(lm), "--key", str(bound_key), *extra])
+    except SystemExit as exc:  # argparse-level range errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_generate_with_a_missing_or_incomplete_model_folder_fails_at_once(bound_key, tmp_path):
+    import time
+
+    (tmp_path / "empty").mkdir()
+    for model, needle in (
+        ("nodir", "is not a folder"),
+        (str(tmp_path / "empty"), "no config.json"),
+    ):
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "safeguard",
+                "generate",
+                "--model",
+                model,
+                "--key",
+                str(bound_key),
+            ]
+            + ["--prompt", "The"],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+        assert time.perf_counter() - start < 30  # no hub retries
+        assert "retry" not in proc.stderr.lower()
+
+
+def test_detect_reports_too_short_texts_distinctly_and_warns_about_unbound_keys(
+    lm, bound_key, tmp_path, capsys
+):
+    texts = tmp_path / "t.jsonl"
+    texts.write_text(json.dumps({"text": "Hi there"}) + "\n")
+    out = tmp_path / "r.jsonl"
+    assert (
+        main(
+            [
+                "detect",
+                str(texts),
+                "--key",
+                str(bound_key),
+                "--tokenizer",
+                str(lm),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    result = json.loads(out.read_text())
+    assert result["verdict"] == "too short to test" and result["is_watermarked"] is False
+    err = capsys.readouterr().err
+    assert "1 record," in err and "1 too short to test" in err
+    unbound = tmp_path / "u.json"
+    assert main(["keygen", "--out", str(unbound)]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            ["detect", str(texts), "--key", str(unbound), "--tokenizer", str(lm), "--out", str(out)]
+        )
+        == 0
+    )
+    assert "is not bound to a tokenizer" in capsys.readouterr().err
+
+
+def test_the_python_api_says_too_short_not_negative():
+    from safeguard.watermark import WatermarkKey, Watermarker
+
+    wm = Watermarker(WatermarkKey.generate(scheme="gumbel"))
+    short = wm.detect([5, 6, 7], false_positive_rate=1e-3)
+    assert short.verdict == "too short to test" and short.too_short and not short.is_watermarked
+    long = wm.detect(list(range(10, 110)), false_positive_rate=1e-3)
+    assert long.verdict in ("not watermarked", "watermarked") and not long.too_short

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safeguard.cli._args import positive_int
 from safeguard.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="JSONL file with a `prompt` field per line; a file with unreadable lines is "
         "refused before anything is generated (exit 2, the lines and reasons listed)",
     )
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=200,
+        help="tokens generated per prompt; ~200 are detected at 1e-4 with margin",
+    )
     p.add_argument(
         "--min-new-tokens", type=int, default=0, help="suppress end-of-text before this many tokens"
     )
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0)")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: all)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="prompts per generate call")
     p.add_argument(
         "--seed", type=int, default=None, help="torch seed (for the exp schemes' shifts)"
     )
@@ -232,6 +238,38 @@ def _check_prompt_args(prompts: list[str]) -> list[str]:
     return prompts
 
 
+def _check_generation_args(args: argparse.Namespace, prompts: list[str]) -> None:
+    """Refuse what would crash inside ``generate`` or void the watermark, with the fix."""
+    for i, prompt in enumerate(prompts, 1):
+        if not prompt.strip():
+            raise ConfigError(
+                f"prompt #{i} is empty; give some text for the model to continue (e.g. --prompt 'The')"
+            )
+    if not args.temperature > 0:
+        raise ConfigError(
+            f"--temperature (={args.temperature:g}) must be > 0: the watermark chooses among "
+            "sampled tokens, and temperature 0 is greedy decoding (same text for every key)"
+        )
+    if not 0 < args.top_p <= 1:
+        raise ConfigError(f"--top-p (={args.top_p:g}) must be in (0, 1]; 1 keeps every token")
+    if args.top_k < 0:
+        raise ConfigError(f"--top-k (={args.top_k}) must be >= 0; 0 keeps every token")
+
+
+def _check_model_dir(path: str, flag: str, *, need_config: bool = True) -> None:
+    """A local model folder, checked before transformers would try the hub (offline: slowly)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError(
+            f"{flag} {path!r} is not a folder; pass a model folder saved with save_pretrained "
+            "(models are never downloaded)"
+        )
+    if need_config and not (folder / "config.json").exists():
+        raise DataError(
+            f"{flag} {path!r} has no config.json: not a model saved with save_pretrained"
+        )
+
+
 def _load_keys(paths: list[str]) -> list[Any]:
     """Load watermark key files, warning about any that other users can read."""
     from safeguard._files import warn_if_readable_by_others
@@ -250,8 +288,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     (key,) = _load_keys([args.key])
     # Prompts are checked before the model loads: a bad file fails fast, nothing generated.
     prompts = _check_prompt_args(args.prompt) if args.prompt else _read_prompts(args.prompts)
-    if args.max_new_tokens < 1:
-        raise ConfigError(f"--max-new-tokens (={args.max_new_tokens}) must be >= 1")
+    _check_generation_args(args, prompts)
     if not 0 <= args.min_new_tokens <= args.max_new_tokens:
         raise ConfigError(
             f"--min-new-tokens (={args.min_new_tokens}) must be between 0 and --max-new-tokens ({args.max_new_tokens})"
@@ -260,12 +297,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok_dir = args.tokenizer or args.model
+    _check_model_dir(args.model, "--model")
+    if args.tokenizer:
+        _check_model_dir(args.tokenizer, "--tokenizer", need_config=False)
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
         model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     except OSError as exc:
         raise DataError(f"cannot load the model or tokenizer from {args.model!r}: {exc}") from None
     key.check_tokenizer(tokenizer)
+    _warn_unbound(key, "the model's tokenizer")
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -343,6 +384,20 @@ def _write_generation_manifest(args: argparse.Namespace, key: Any, prompts: list
     sys.stderr.write(f"safeguard generate: manifest written to {path}\n")
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _warn_unbound(key: Any, flag: str) -> None:
+    """Say loudly that an unbound key cannot check the tokenizer (a wrong one detects nothing)."""
+    if key.tokenizer_fingerprint is None:
+        sys.stderr.write(
+            f"safeguard: warning: key {key.key_id} is not bound to a tokenizer, so {flag} cannot be "
+            "checked: with another tokenizer than the generation one, watermarked text tests like "
+            "human text. Make keys with `safeguard keygen --tokenizer MODEL_DIR`\n"
+        )
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from safeguard._files import read_jsonl
     from safeguard.watermark import Watermarker, detect_many, normalize_text
@@ -362,6 +417,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
     for key in keys:
         key.check_tokenizer(tokenizer)
+        _warn_unbound(key, "--tokenizer")
     options = {} if args.resolution is None else {"resolution": args.resolution}
     localize = getattr(args, "localize", False)
     if localize:
@@ -384,7 +440,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise DataError(f"cannot read {args.input!r}: {exc.strerror}") from None
     sink = _open_out(args.out)
-    counters = {"flagged": 0, "errors": 0, "total": 0}
+    counters = {"flagged": 0, "errors": 0, "total": 0, "short": 0}
     single = Watermarker(keys[0]) if len(keys) == 1 else None
     vocab = len(tokenizer)
 
@@ -429,6 +485,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 sink.write(json.dumps({"line": n, "error": str(exc)}) + "\n")
                 continue
             counters["flagged"] += bool(hit)
+            counters["short"] += payload.get("verdict") == "too short to test"
             sink.write(json.dumps({"line": n, **payload}) + "\n")
         pending.clear()
 
@@ -463,8 +520,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
             sink.close()
     flagged, errors, total = counters["flagged"], counters["errors"], counters["total"]
     what = "with watermarked spans" if localize else "flagged"
+    short = counters["short"]
     sys.stderr.write(
-        f"safeguard detect: {total} records, {flagged} {what} at fpr={args.fpr:g}, {errors} could not be processed\n"
+        f"safeguard detect: {_plural(total, 'record')}, {flagged} {what} at fpr={args.fpr:g}, "
+        + (f"{short} too short to test (verdict in each line), " if short else "")
+        + f"{errors} could not be processed\n"
     )
     if errors:
         return 2

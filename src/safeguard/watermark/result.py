@@ -5,9 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["DetectionResult", "MultiKeyResult"]
+__all__ = ["MIN_SCORED_TOKENS", "DetectionResult", "MultiKeyResult", "Verdict"]
 
 PValueMethod = Literal["gamma-exact", "permutation", "permutation-cached", "none"]
+
+#: Below this many scored tokens a test that does not flag a text says nothing either way:
+#: its verdict is "too short to test", never "not watermarked" (and the detection service
+#: withholds the statistics of such texts, which would describe single tokens).
+MIN_SCORED_TOKENS = 16
+
+#: What a result means, in words a moderation pipeline can branch on.
+Verdict = Literal["watermarked", "not watermarked", "too short to test"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +39,9 @@ class DetectionResult:
         approximate: True when the p-value comes from a cached null table that assumes
             distinct tokens rather than from resamples matching this text.
         warnings: Human-readable caveats (text too short, resolution too coarse, ...).
+        verdict: ``"watermarked"`` when flagged; ``"too short to test"`` when not flagged and
+            fewer than :data:`MIN_SCORED_TOKENS` tokens were scored (absence of evidence, not
+            evidence of absence); else ``"not watermarked"``. Derived when not given.
     """
 
     p_value: float
@@ -45,11 +56,27 @@ class DetectionResult:
     min_p_value: float = 0.0
     approximate: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    verdict: Verdict | None = None
+
+    def __post_init__(self) -> None:
+        if self.verdict is None:
+            object.__setattr__(self, "verdict", _verdict(self.is_watermarked, self.num_scored))
+
+    @property
+    def too_short(self) -> bool:
+        """Whether the text was too short for a negative answer (see :attr:`verdict`)."""
+        return self.verdict == "too short to test"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["warnings"] = list(self.warnings)
         return d
+
+
+def _verdict(flagged: bool, num_scored: int) -> Verdict:
+    if flagged:
+        return "watermarked"
+    return "too short to test" if num_scored < MIN_SCORED_TOKENS else "not watermarked"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,8 +97,18 @@ class MultiKeyResult:
     best_key_id: str
     false_positive_rate: float
 
+    @property
+    def verdict(self) -> Verdict:
+        """``watermarked`` if flagged; ``too short to test`` if no key's test could say no."""
+        if self.is_watermarked:
+            return "watermarked"
+        if all(r.too_short for r in self.results):
+            return "too short to test"
+        return "not watermarked"
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "verdict": self.verdict,
             "results": [r.to_dict() for r in self.results],
             "adjusted_p_values": list(self.adjusted_p_values),
             "is_watermarked": self.is_watermarked,
