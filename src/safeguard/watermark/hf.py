@@ -11,6 +11,7 @@ Steps a scheme leaves unwatermarked are returned unchanged and sampled as usual.
       └─ logits ─► processors ─► warpers (T, top-k, top-p) ─► WatermarkLogitsProcessor ─► multinomial
                                                               │ rows (a, b) from the scheme
                                                               │ u = PRF(key, a, b, ·) on the support of p
+                                                              │   (v2: AES on the host, one row copied to the device)
                                                               └ token = argmin -log(u_v) / p_v
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from safeguard.errors import ConfigError, WatermarkError, missing_dependency
-from safeguard.watermark import prf, prf_torch
+from safeguard.watermark import prf_torch
 
 try:
     from transformers import LogitsProcessor
@@ -145,27 +146,22 @@ class WatermarkLogitsProcessor(LogitsProcessor):
 
         Args:
             scores: Final scores of shape ``(batch, V)`` (``-inf`` outside the support).
-            a, b: PRF rows (uint64 words) of shape ``(batch,)``.
+            a, b: PRF rows (32-bit words) of shape ``(batch,)``.
 
         Returns:
             Token ids of shape ``(batch,)``.
         """
-        seeds = torch.from_numpy(prf.row_seed(self.scheme.token_key, a, b).view(np.int64))
-        seeds = seeds.to(scores.device)
+        key = self.scheme.token_key
         vocab = scores.shape[1]
         # With p = softmax(s), argmin_v E_v / p_v = argmin_v (log E_v - s_v): the normaliser is
         # common to every token, and a token at -inf (outside the support) never wins.
         support = int(torch.isfinite(scores).sum(dim=1).max())
         if support <= SPARSE_SUPPORT_FRACTION * vocab:
             s_top, idx = scores.topk(support, dim=1)
-            race = (
-                prf_torch.token_exponentials_from_seeds(seeds, idx)
-                .log_()
-                .sub_(s_top.to(torch.float64))
-            )
+            race = prf_torch.token_exponentials(key, a, b, idx).log_().sub_(s_top.to(torch.float64))
             return idx.gather(1, race.argmin(dim=1, keepdim=True)).squeeze(1)
-        race = prf_torch.exponentials_from_seeds(seeds, vocab).log_().sub_(scores.to(torch.float64))
-        return race.argmin(dim=1)
+        race = prf_torch.exponentials(key, a, b, vocab, scores.device)
+        return race.log_().sub_(scores.to(torch.float64)).argmin(dim=1)
 
 
 class SafeguardWatermarkingConfig(BaseWatermarkingConfig):

@@ -3,6 +3,13 @@
 The secret is only ever turned into PRF keys (:func:`safeguard.watermark.prf.derive_prf_key`);
 it never appears in ``repr``/``str``, logs, errors, CLI output or manifests. Key files are
 JSON written with mode 0600.
+
+Every key records the version of the PRF construction it was made for (``prf_version``).
+New keys use version 2 (AES-128). Version 1 keys (Philox + SplitMix64) still load, generate
+and detect, with a :class:`LegacyPRFWarning`: their detection scores reveal the key's
+uniforms (issue 14), so they should only be kept to detect text they already marked.
+The public ``key_id`` of a version 2 key is derived from the secret and the version, so a
+key file whose ``prf_version`` was edited no longer matches its ``key_id``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import hashlib
 import json
 import os
 import secrets
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,16 +28,40 @@ from pathlib import Path
 from typing import Any
 
 from safeguard.errors import KeyFileError, TokenizerMismatchError
-from safeguard.watermark.prf import PRF_VERSION, PRFKey, derive_prf_key
+from safeguard.watermark.prf import PRF_VERSION, PRF_VERSIONS, PRFKey, derive_prf_key
 
-__all__ = ["KEY_FILE_FORMAT", "WatermarkKey", "tokenizer_fingerprint"]
+__all__ = ["KEY_FILE_FORMAT", "LegacyPRFWarning", "WatermarkKey", "tokenizer_fingerprint"]
 
 KEY_FILE_FORMAT = "safeguard.watermark-key/v1"
 SECRET_BYTES = 32
 
 
-def _key_id(secret: bytes) -> str:
-    return "wm-" + hashlib.sha256(b"safeguard/key-id/v1" + secret).hexdigest()[:16]
+class LegacyPRFWarning(UserWarning):
+    """A key uses PRF version 1, whose detection answers reveal the key's uniforms."""
+
+
+def _key_id(secret: bytes, prf_version: int) -> str:
+    # Version 1 ids predate versioning and stay as they were, so existing key files load.
+    label = (
+        b"safeguard/key-id/v1"
+        if prf_version == 1
+        else f"safeguard/key-id/prf-v{prf_version}".encode()
+    )
+    return "wm-" + hashlib.sha256(label + secret).hexdigest()[:16]
+
+
+def _check_prf_version(version: Any, source: str) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise KeyFileError(
+            f"{source} has prf_version {version!r}; valid versions are "
+            f"{', '.join(map(str, PRF_VERSIONS))}; the key file is corrupt"
+        )
+    if version not in PRF_VERSIONS:
+        raise KeyFileError(
+            f"{source} uses PRF version {version}; this safeguard implements versions "
+            f"{', '.join(map(str, PRF_VERSIONS))}; upgrade safeguard to read it"
+        )
+    return version
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -57,7 +89,7 @@ class WatermarkKey:
         key_id: Public fingerprint of the secret, safe to log and put in manifests.
         tokenizer_fingerprint: Fingerprint of the bound tokenizer's vocabulary, or ``None``.
         created: ISO-8601 creation time (UTC).
-        prf_version: Version of the PRF construction the key was made for.
+        prf_version: Version of the PRF construction the key was made for (new keys: 2).
     """
 
     scheme: str
@@ -75,15 +107,21 @@ class WatermarkKey:
             raise KeyFileError(
                 f"a watermark secret must be {SECRET_BYTES} bytes; regenerate the key"
             )
-        if self.key_id != _key_id(self._secret):
+        _check_prf_version(self.prf_version, f"key {self.key_id}")
+        if self.key_id != _key_id(self._secret, self.prf_version):
             raise KeyFileError(
-                f"key_id {self.key_id!r} does not match the secret: the key file is corrupt or edited; "
+                f"key_id {self.key_id!r} does not match the secret and PRF version "
+                f"{self.prf_version}: the key file is corrupt or edited; "
                 "restore it from a backup or generate a new key"
             )
-        if self.prf_version != PRF_VERSION:
-            raise KeyFileError(
-                f"key {self.key_id} uses PRF version {self.prf_version}; this safeguard implements "
-                f"version {PRF_VERSION}; upgrade safeguard to read it"
+        if self.prf_version == 1:
+            warnings.warn(
+                f"key {self.key_id} uses PRF version 1, whose detection scores reveal the key: two "
+                "answers for one context give every uniform of that context, enough to forge "
+                "watermarked text; keep this key only to detect text it already marked, and "
+                "generate a new key (PRF version 2) for new text",
+                LegacyPRFWarning,
+                stacklevel=3,
             )
         spec = get_scheme(self.scheme)
         config = spec.config_cls.from_dict(dict(self.params))
@@ -103,7 +141,7 @@ class WatermarkKey:
         return cls(
             scheme=scheme,
             params=params,
-            key_id=_key_id(secret),
+            key_id=_key_id(secret, PRF_VERSION),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             _secret=secret,
         )
@@ -129,9 +167,31 @@ class WatermarkKey:
         return cls.generate(loaded.watermark.scheme, **dict(loaded.watermark.params))
 
     @classmethod
-    def from_secret(cls, secret: bytes, scheme: str = "gumbel", **params: Any) -> WatermarkKey:
-        """Build a key from known secret bytes (tests, key escrow). Prefer :meth:`generate`."""
-        return cls(scheme=scheme, params=params, key_id=_key_id(secret), _secret=bytes(secret))
+    def from_secret(
+        cls,
+        secret: bytes,
+        scheme: str = "gumbel",
+        *,
+        prf_version: int = PRF_VERSION,
+        **params: Any,
+    ) -> WatermarkKey:
+        """Build a key from known secret bytes (tests, key escrow). Prefer :meth:`generate`.
+
+        Args:
+            secret: The 32 secret bytes.
+            scheme: Registered scheme name.
+            prf_version: PRF version (default: the current one, 2); pass 1 only to restore
+                a version 1 key.
+            **params: Scheme parameters.
+        """
+        _check_prf_version(prf_version, "from_secret")
+        return cls(
+            scheme=scheme,
+            params=params,
+            key_id=_key_id(bytes(secret), prf_version),
+            prf_version=prf_version,
+            _secret=bytes(secret),
+        )
 
     def bind(self, tokenizer: Any) -> WatermarkKey:
         """Return a copy bound to ``tokenizer``'s vocabulary fingerprint."""
@@ -155,7 +215,7 @@ class WatermarkKey:
     def prf_key(self, purpose: str) -> PRFKey:
         """The PRF key of this key's scheme for ``purpose`` (``"token"``, ``"context"``)."""
         family = "exp" if self.scheme in ("exp", "exp-edit") else self.scheme
-        return derive_prf_key(self._secret, family, purpose)
+        return derive_prf_key(self._secret, family, purpose, version=self.prf_version)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -240,7 +300,8 @@ class WatermarkKey:
             key_id=str(data["key_id"]),
             tokenizer_fingerprint=data.get("tokenizer_fingerprint"),
             created=str(data.get("created", "")),
-            prf_version=int(data.get("prf_version", PRF_VERSION)),
+            # Every file written before version 2 existed has version 1.
+            prf_version=_check_prf_version(data.get("prf_version", 1), f"key file {source!r}"),
             _secret=secret,
         )
 

@@ -142,17 +142,20 @@ def test_text_round_trip_with_the_bound_tokenizer(lm, tiny_lm_dir):
     )
 
 
-def test_batch_with_left_padding_equals_one_by_one(lm):
+@pytest.mark.filterwarnings("ignore::safeguard.watermark.keys.LegacyPRFWarning")
+@pytest.mark.parametrize("prf_version", [1, 2])
+def test_batch_with_left_padding_equals_one_by_one(lm, prf_version):
     """gumbel is a function of (key, context, distribution): padding a batch must not change a row.
 
     Every step is keyed here (``skip_repeated_context=False``): a repeated context is otherwise
     sampled from torch's generator, whose stream a batch consumes differently from one row.
+    Both PRF versions generate and detect (version 1 for existing key files).
     """
     model, tok = lm
     wm = Watermarker(
         WatermarkKey.from_secret(
             b"left-padding-test-key-0123456789", "gumbel", context_width=4,
-            skip_repeated_context=False,
+            skip_repeated_context=False, prf_version=prf_version,
         )
     )  # fmt: skip
     prompts = [
@@ -343,11 +346,13 @@ def test_processor_never_modifies_scores_in_place(lm):
     assert ((out == 0).sum(dim=1) == 1).all() and torch.isinf(out).sum() == 2 * 49
 
 
-def test_sparse_and_dense_selection_agree():
+@pytest.mark.filterwarnings("ignore::safeguard.watermark.keys.LegacyPRFWarning")
+@pytest.mark.parametrize("prf_version", [1, 2])
+def test_sparse_and_dense_selection_agree(prf_version):
     """Top-k sampling reads uniforms only on the support; the choice equals the dense rule."""
     from safeguard.watermark.hf import WatermarkLogitsProcessor
 
-    wm = Watermarker(WatermarkKey.generate("gumbel"))
+    wm = Watermarker(WatermarkKey.from_secret(b"\x5a" * 32, prf_version=prf_version))
     proc = WatermarkLogitsProcessor(wm.scheme)
     gen = torch.Generator().manual_seed(5)
     for _ in range(50):

@@ -134,3 +134,80 @@ def test_key_from_policy():
     no_watermark = load_policy("default").model_copy(update={"watermark": None})
     with pytest.raises(PolicyError, match="no `watermark:` section"):
         WatermarkKey.from_policy(no_watermark)
+
+
+# -- PRF versions -------------------------------------------------------------------------------
+
+V1_KEY_FILE = os.path.join(
+    os.path.dirname(__file__), "..", "..", "data", "watermark", "key_v1_gumbel.json"
+)
+#: A text and its score under that key, computed with the version-1 code as it was before version 2.
+V1_TEXT = [(37 * i * i + 11 * i + 5) % 50257 for i in range(64)]
+V1_SCORE = 73.69663591538227
+
+
+def test_new_keys_use_prf_version_2_and_files_record_it(tmp_path):
+    from safeguard.watermark.prf import AESKey
+
+    key = WatermarkKey.generate("gumbel")
+    assert key.prf_version == 2 and isinstance(key.prf_key("token"), AESKey)
+    data = json.loads(key.save(tmp_path / "k.json").read_text())
+    assert data["prf_version"] == 2
+    assert WatermarkKey.from_secret(b"\x01" * 32).prf_version == 2
+
+
+def test_existing_version_1_key_file_still_loads_and_detects_as_before(tmp_path):
+    from safeguard.watermark.keys import LegacyPRFWarning
+    from safeguard.watermark.prf import PhiloxKey
+
+    with pytest.warns(LegacyPRFWarning, match="PRF version 1.*generate a new key"):
+        key = WatermarkKey.load(V1_KEY_FILE)
+    assert key.prf_version == 1 and key.key_id == "wm-b0e5395edab5aa0c"
+    assert isinstance(key.prf_key("context"), PhiloxKey)
+    result = Watermarker(key).detect(V1_TEXT)
+    assert result.num_scored == 60 and result.score == pytest.approx(V1_SCORE, rel=1e-12)
+    # saved again, it stays a version 1 key with the same id
+    with pytest.warns(LegacyPRFWarning):
+        again = WatermarkKey.load(key.save(tmp_path / "k.json"))
+    assert again == key and json.loads((tmp_path / "k.json").read_text())["prf_version"] == 1
+
+
+def test_same_secret_under_two_versions_is_two_watermarks():
+    from safeguard.watermark.keys import LegacyPRFWarning
+
+    secret = bytes(range(32))
+    with pytest.warns(LegacyPRFWarning):
+        old = WatermarkKey.from_secret(secret, prf_version=1)
+    new = WatermarkKey.from_secret(secret)
+    assert old.key_id == "wm-b0e5395edab5aa0c" and new.key_id != old.key_id
+    assert Watermarker(new).detect(V1_TEXT).score != pytest.approx(V1_SCORE)
+
+
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [
+        (3, "uses PRF version 3; this safeguard implements versions 1, 2; upgrade safeguard"),
+        (0, "prf_version 0; valid versions are 1, 2; the key file is corrupt"),
+        ("2", "prf_version '2'; valid versions are 1, 2; the key file is corrupt"),
+        (True, "prf_version True"),
+        (None, "prf_version None"),
+    ],
+)
+def test_unknown_prf_version_is_refused_clearly(tmp_path, version, match):
+    path = WatermarkKey.generate("gumbel").save(tmp_path / "k.json")
+    data = json.loads(path.read_text())
+    data["prf_version"] = version
+    path.write_text(json.dumps(data))
+    with pytest.raises(KeyFileError, match=match):
+        WatermarkKey.load(path)
+    with pytest.raises(KeyFileError, match=r"valid versions|implements versions"):
+        WatermarkKey.from_secret(b"\x01" * 32, prf_version=version)
+
+
+def test_edited_prf_version_no_longer_matches_the_key_id(tmp_path):
+    path = WatermarkKey.generate("gumbel").save(tmp_path / "k.json")
+    data = json.loads(path.read_text())
+    data["prf_version"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(KeyFileError, match="does not match the secret and PRF version 1"):
+        WatermarkKey.load(path)
