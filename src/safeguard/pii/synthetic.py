@@ -33,7 +33,14 @@ from safeguard.pii.checksums import (
     vin_check_digit,
 )
 
-__all__ = ["LabelledExample", "generate_examples", "read_labelled_jsonl", "write_labelled_jsonl"]
+__all__ = [
+    "LabelledExample",
+    "generate_examples",
+    "parse_markup",
+    "read_labelled_jsonl",
+    "read_marked_notes",
+    "write_labelled_jsonl",
+]
 
 
 @dataclass(frozen=True)
@@ -415,3 +422,55 @@ def iter_texts(examples: Iterable[LabelledExample]) -> Iterator[str]:
     """Just the texts."""
     for ex in examples:
         yield ex.text
+
+
+# --------------------------------------------------------------------------- hand-marked notes
+
+_MARK = re.compile(r"\[\[([A-Z_0-9]+):(.+?)\]\]", re.DOTALL)
+
+
+def parse_markup(marked: str) -> LabelledExample:
+    """A labelled example from text whose gold spans are written ``[[ENTITY:text]]``.
+
+    >>> ex = parse_markup("Seen by [[PERSON:Ana Diaz]] on [[DATE_TIME:3/4]].")
+    >>> ex.text, ex.spans
+    ('Seen by Ana Diaz on 3/4.', ((8, 16, 'PERSON'), (20, 23, 'DATE_TIME')))
+    """
+    parts: list[str] = []
+    spans: list[tuple[int, int, str]] = []
+    pos = 0
+    length = 0
+    for m in _MARK.finditer(marked):
+        plain = marked[pos : m.start()]
+        parts.append(plain)
+        length += len(plain)
+        value = m.group(2)
+        spans.append((length, length + len(value), m.group(1)))
+        parts.append(value)
+        length += len(value)
+        pos = m.end()
+    parts.append(marked[pos:])
+    text = "".join(parts)
+    if "[[" in text or "]]" in text:
+        raise ValueError(f"unbalanced [[ENTITY:text]] markup near {text[text.find('[['):][:40]!r}")
+    return LabelledExample(text=text, spans=tuple(spans))
+
+
+def read_marked_notes(path: str | Path) -> list[LabelledExample]:
+    """Notes from a file of ``### <id> <style>`` sections in ``[[ENTITY:text]]`` markup.
+
+    Lines starting with ``#`` before the first section are comments; each note's text is its
+    section without the header line and without trailing blank lines. ``template`` is the
+    note's position in the file.
+    """
+    notes: list[list[str]] = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("### "):
+            notes.append([])
+        elif notes:
+            notes[-1].append(line)
+    out = []
+    for i, lines in enumerate(notes):
+        ex = parse_markup("\n".join(lines).strip("\n"))
+        out.append(LabelledExample(text=ex.text, spans=ex.spans, template=i))
+    return out
