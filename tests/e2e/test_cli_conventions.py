@@ -245,3 +245,39 @@ def test_the_python_api_says_too_short_not_negative():
     assert short.verdict == "too short to test" and short.too_short and not short.is_watermarked
     long = wm.detect(list(range(10, 110)), false_positive_rate=1e-3)
     assert long.verdict in ("not watermarked", "watermarked") and not long.too_short
+
+
+def test_scrub_refuses_to_overwrite_without_force(tmp_path, capsys):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps({"text": "Call 617-555-0199 today."}) + "\n")
+    out.write_text("precious\n")
+    argv = ["scrub", str(src), str(out), "--policy", "default", "--no-ner", "--no-progress"]
+    assert main(argv) == 2
+    assert "--force" in capsys.readouterr().err and out.read_text() == "precious\n"
+    assert main([*argv, "--force"]) == 0
+    assert "617-555-0199" not in out.read_text()
+
+
+def test_manifests_are_signed_with_signing_key_everywhere(tmp_path, capsys):
+    key = tmp_path / "signer.key"
+    assert main(["manifest", "keygen", str(key)]) == 0
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a"}\n')
+    for flag in ("--signing-key", "--key"):  # --key stays accepted for older scripts
+        out = tmp_path / f"m{flag}.json"
+        assert main(["manifest", "dataset", str(data), "--out", str(out), flag, str(key)]) == 0
+        assert json.loads(out.read_text())["signatures"]
+    capsys.readouterr()
+    assert main(["manifest", "sign", str(out)]) == 2
+    assert "--signing-key" in capsys.readouterr().err
+
+
+def test_eval_fails_only_on_our_own_schemes_calibration():
+    from safeguard.cli.eval_cmds import _calibration_failures
+
+    bad = {"level": 1e-4, "false_positives": 3, "within": False, "consistent": False}
+    low = {"level": 1e-2, "false_positives": 5, "within": False, "consistent": True}
+    report = {"null": {"gumbel": {"checks": [low, bad]}, "kgw": {"checks": [bad]}}}
+    (line,) = _calibration_failures(report)
+    assert line.startswith("gumbel: 3 false positives at level 0.0001")
+    assert _calibration_failures({"null": {"gumbel": {"checks": [low]}}}) == []

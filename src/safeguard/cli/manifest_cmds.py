@@ -145,6 +145,8 @@ def _create(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     from safeguard.provenance import load_manifest, sign
 
+    if not args.key:
+        raise UsageError("manifest sign needs --signing-key PATH (an Ed25519 private key)")
     manifest = load_manifest(args.manifest)
     key = _private_key(args.key)
     envelope = sign(manifest, key)
@@ -405,12 +407,13 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("dataset", help="write a dataset manifest with the records' Merkle root")
     p.add_argument("data", help="JSONL file (one record per non-empty line)")
-    p.add_argument("-o", "--output", required=True, help="manifest path")
+    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="manifest path")
     p.add_argument("--name", help="dataset name (default: file stem)")
     p.add_argument("--license", action="append", help="licence (repeatable)")
     p.add_argument("--source", action="append", help="source URI (repeatable)")
     p.add_argument("--description")
-    p.add_argument("--key", help="private key to sign with")
+    p.add_argument("--signing-key", dest="key", help="Ed25519 private key to sign with")
+    p.add_argument("--key", dest="key", help=argparse.SUPPRESS)  # the older name
     p.set_defaults(func=_dataset)
 
     p = sub.add_parser("create", help="write a manifest of any kind from a predicate JSON file")
@@ -421,21 +424,25 @@ def register(subparsers: Any) -> None:
         "--scrub-report", help="scrub: build the predicate from `safeguard scrub`'s report JSON"
     )
     p.add_argument("--measured-recall", type=float, help="scrub: recall measured on labelled data")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--key", help="private key to sign with")
+    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="manifest path")
+    p.add_argument("--signing-key", dest="key", help="Ed25519 private key to sign with")
+    p.add_argument("--key", dest="key", help=argparse.SUPPRESS)  # the older name
     p.set_defaults(func=_create)
 
     p = sub.add_parser("sign", help="add a signature to a manifest")
     p.add_argument("manifest")
     p.add_argument(
-        "--key", required=True, help="private key (PEM); passphrase from $" + PASSPHRASE_ENV
+        "--signing-key",
+        dest="key",
+        help="Ed25519 private key (PEM; required); passphrase from $" + PASSPHRASE_ENV,
     )
-    p.add_argument("-o", "--output", help="write here instead of in place")
+    p.add_argument("--key", dest="key", help=argparse.SUPPRESS)  # the older name
+    p.add_argument("-o", "--out", "--output", dest="output", help="write here instead of in place")
     p.set_defaults(func=_sign)
 
     p = sub.add_parser("show", help="print what a manifest says (no checks)")
     p.add_argument("manifest")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--full", action="store_true", help="also print the whole statement")
     p.set_defaults(func=_show)
 
@@ -464,13 +471,15 @@ def register(subparsers: Any) -> None:
         "folder); a policy with provenance.require_subjects always does",
     )
     p.add_argument("--skip-subjects", action="store_true", help="do not recompute subject digests")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("prove", help="inclusion proof of one record of a JSONL dataset")
     p.add_argument("data")
     p.add_argument("--index", type=int, required=True, help="0-based record index")
-    p.add_argument("-o", "--output", help="write the proof JSON here")
+    p.add_argument(
+        "-o", "--out", "--output", dest="output", help="write the proof JSON here (default: stdout)"
+    )
     p.set_defaults(func=_prove)
 
     p = sub.add_parser(
@@ -491,5 +500,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=["croissant", "model-card"], required=True)
     p.add_argument("--scrub", help="scrub manifest that produced the dataset (croissant)")
     p.add_argument("--raw", help="dataset manifest of the raw data (croissant)")
-    p.add_argument("-o", "--output")
+    p.add_argument("-o", "--out", "--output", dest="output", help="write here (default: stdout)")
     p.set_defaults(func=_export)

@@ -158,7 +158,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "files", nargs="+", metavar="FILE", help="policy YAML file (or shipped policy name)"
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("check", help="does this run (its manifests) satisfy the policy?")
@@ -171,5 +171,5 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--search", action="append", help="more files/folders holding the chain's manifests"
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_check)

@@ -61,6 +61,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--output-format", choices=("jsonl", "csv", "parquet"), help="output format")
     p.add_argument("--report", metavar="PATH", help="write the scrub report (JSON) here")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.add_argument(
         "--quarantine", metavar="PATH", help="quarantine file (default: OUT.quarantine.jsonl)"
     )
@@ -139,6 +140,11 @@ def _scrub(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-record-bytes (={args.max_record_bytes}) must be >= 1")
     if args.signing_key and not args.manifest:
         raise ConfigError("--signing-key is only used with --manifest")
+    if Path(args.output).exists() and not (args.force or args.resume):
+        raise ConfigError(
+            f"OUT {args.output!r} already exists; pass --force to overwrite it (or --resume to "
+            "continue an interrupted run)"
+        )
     policy = load_policy(args.policy)
     key = PseudonymKey.load(args.key_file) if args.key_file else None
     if args.key_file:

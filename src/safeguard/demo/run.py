@@ -233,7 +233,7 @@ def run_demo(
                 str(raw),
                 "-o",
                 str(manifests / "raw.dataset.json"),
-                "--key",
+                "--signing-key",
                 str(signer),
                 "--license",
                 "CC0-1.0",
@@ -256,6 +256,7 @@ def run_demo(
                 "--report",
                 str(report),
                 "--no-progress",
+                "--force",
             ],
         )
         scrub_report = json.loads(report.read_text())
