@@ -171,6 +171,9 @@ def test_generate_refuses_what_would_crash_or_void_the_watermark(
     assert needle in err and "Traceback" not in err
 
 
+_SG = (sys.executable, "-m", "safeguard")
+
+
 def test_generate_with_a_missing_or_incomplete_model_folder_fails_at_once(bound_key, tmp_path):
     import time
 
@@ -181,17 +184,7 @@ def test_generate_with_a_missing_or_incomplete_model_folder_fails_at_once(bound_
     ):
         start = time.perf_counter()
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "safeguard",
-                "generate",
-                "--model",
-                model,
-                "--key",
-                str(bound_key),
-            ]
-            + ["--prompt", "The"],
+            [*_SG, "generate", "--model", model, "--key", str(bound_key), "--prompt", "The"],
             capture_output=True,
             text=True,
         )
@@ -238,7 +231,7 @@ def test_detect_reports_too_short_texts_distinctly_and_warns_about_unbound_keys(
 
 
 def test_the_python_api_says_too_short_not_negative():
-    from safeguard.watermark import WatermarkKey, Watermarker
+    from safeguard.watermark import Watermarker, WatermarkKey
 
     wm = Watermarker(WatermarkKey.generate(scheme="gumbel"))
     short = wm.detect([5, 6, 7], false_positive_rate=1e-3)
