@@ -27,7 +27,15 @@ disabled so every call generates exactly ``max_new_tokens`` tokens.
 A second table times the watermark logits processors alone on ``(batch, 50257)``
 scores (no model), which separates their per-step cost from the forward pass.
 
+``--prf`` runs only the PRF comparison (issue 14): ``plain`` vs ``gumbel`` with a PRF
+version 1 key (Philox + SplitMix64, expanded in torch) vs a version 2 key (AES-128 on the
+host, copied to the device) on ``GPT2Config()`` defaults (GPT-2 small's shape, 124M),
+batch 1 and 4, full vocabulary and top_k=50, 64 new tokens, interleaved repeats; the
+ratios are medians of per-repeat ratios (each repeat runs the three back to back), with
+their range. Then the two processors alone, interleaved. Target: v2 ≤ 1.05× plain.
+
 Run:  python benchmarks/watermark_generate.py [--repeats-small 9] [--repeats-large 3] [--profile]
+      python benchmarks/watermark_generate.py --prf [--repeats-prf 5] [--new-tokens 64]
 """
 
 from __future__ import annotations
@@ -35,10 +43,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import platform
 import pstats
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +61,7 @@ from transformers import (
 )
 
 from safeguard.watermark import Watermarker, WatermarkKey
+from safeguard.watermark.keys import LegacyPRFWarning
 
 VOCAB = 50_257
 PROMPT_LEN = 16
@@ -186,6 +197,125 @@ def profile_gumbel(model: GPT2LMHeadModel, batch: int, top_k: int, max_new_token
     return buf.getvalue()
 
 
+PRF_TARGET = 1.05
+PRF_METHODS = ("plain", "gumbel-v1", "gumbel-v2")
+
+
+def prf_watermarkers() -> dict[str, Watermarker]:
+    """gumbel Watermarkers with a PRF version 1 and a version 2 key (default parameters)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegacyPRFWarning)
+        old = WatermarkKey.from_secret(os.urandom(32), "gumbel", prf_version=1)
+    return {
+        "gumbel-v1": Watermarker(old),
+        "gumbel-v2": Watermarker(WatermarkKey.generate("gumbel")),
+    }
+
+
+def prf_runners(
+    model: GPT2LMHeadModel, wms: dict[str, Watermarker], common: dict
+) -> dict[str, Callable[[], torch.Tensor]]:
+    runners: dict[str, Callable[[], torch.Tensor]] = {"plain": lambda: model.generate(**common)}
+    for name, wm in wms.items():
+        # an empty context memory per call: every step of every repeat is keyed
+        runners[name] = lambda wm=wm: (wm.clear_context_memory(), wm.generate(model, **common))[1]
+    return runners
+
+
+def prf_comparison(repeats: int, new_tokens: int) -> None:
+    """plain vs gumbel with a v1 key vs a v2 key on GPT2Config() defaults (124M), interleaved."""
+    torch.manual_seed(0)
+    config = GPT2Config()
+    model = GPT2LMHeadModel(config).eval()
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    wms = prf_watermarkers()
+    print(
+        f"model: GPT2Config() defaults, randomly initialised: {config.n_layer} layers, n_embd "
+        f"{config.n_embd}, vocabulary {config.vocab_size}, {params:.1f}M parameters"
+    )
+    header = (
+        "| batch | sampling | new tokens | repeats | plain ms/token | gumbel v1 × (range) "
+        "| gumbel v2 × (range) | v2 / v1 |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    worst = 0.0
+    for top_k in (0, 50):
+        for batch in (1, 4):
+            gen = torch.Generator().manual_seed(batch + top_k)
+            ids = torch.randint(0, VOCAB, (batch, PROMPT_LEN), generator=gen)
+            common = dict(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                top_k=top_k,
+                max_new_tokens=new_tokens,
+            )
+            runners = prf_runners(model, wms, common)
+            for m in PRF_METHODS:  # warm-up
+                assert runners[m]().shape == (batch, PROMPT_LEN + new_tokens)
+            times: dict[str, list[float]] = {m: [] for m in PRF_METHODS}
+            for r in range(repeats):
+                order = PRF_METHODS[r % 3 :] + PRF_METHODS[: r % 3]
+                for m in order:
+                    t0 = time.perf_counter()
+                    runners[m]()
+                    times[m].append(time.perf_counter() - t0)
+            ratios = {
+                m: [t / p for t, p in zip(times[m], times["plain"], strict=True)]
+                for m in PRF_METHODS[1:]
+            }
+            v2_v1 = [a / b for a, b in zip(times["gumbel-v2"], times["gumbel-v1"], strict=True)]
+            med = {m: statistics.median(v) for m, v in ratios.items()}
+            worst = max(worst, med["gumbel-v2"])
+            sampling = "full vocab (top_k=0)" if top_k == 0 else f"top_k={top_k}"
+            cells = " | ".join(
+                f"{med[m]:.3f} ({min(ratios[m]):.2f}–{max(ratios[m]):.2f})" for m in PRF_METHODS[1:]
+            )
+            lines.append(
+                f"| {batch} | {sampling} | {new_tokens} | {repeats} | "
+                f"{statistics.median(times['plain']) / new_tokens * 1e3:.1f} | {cells} | "
+                f"{statistics.median(v2_v1):.3f} |"
+            )
+            print(lines[-1], flush=True)
+    print("\nGeneration time, median of per-repeat ratios to plain sampling (range):\n")
+    print("\n".join(lines))
+    print(
+        f"\nworst gumbel v2 ratio: {worst:.3f}× (target ≤ {PRF_TARGET:.2f}×: "
+        f"{'met' if worst <= PRF_TARGET else 'MISSED'})"
+    )
+    del model
+
+    print(
+        "\nProcessor alone, ms per call on (batch, 50257) scores, best of 5 interleaved runs of 50:\n"
+    )
+    print("| sampling | batch | gumbel v1 | gumbel v2 | v2 / v1 |")
+    print("|---|---|---|---|---|")
+    for top_k in (0, 50):
+        for batch in (1, 4):
+            scores = torch.randn(batch, VOCAB)
+            if top_k:
+                kth = scores.topk(top_k, dim=1).values[:, -1:]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            best = {m: float("inf") for m in PRF_METHODS[1:]}
+            for _ in range(5):
+                for name in PRF_METHODS[1:]:
+                    wm = prf_watermarkers()[name]
+                    proc = wm.watermarking_config().construct_processor(VOCAB)
+                    ids = torch.randint(0, VOCAB, (batch, PROMPT_LEN))
+                    proc(ids, scores)
+                    t0 = time.perf_counter()
+                    for _ in range(50):
+                        ids = torch.cat([ids, torch.randint(0, VOCAB, (batch, 1))], dim=1)
+                        proc(ids, scores)
+                    best[name] = min(best[name], (time.perf_counter() - t0) / 50 * 1e3)
+            print(
+                f"| top_k={top_k} | {batch} | {best['gumbel-v1']:.2f} | {best['gumbel-v2']:.2f} | "
+                f"{best['gumbel-v2'] / best['gumbel-v1']:.2f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats-small", type=int, default=9)
@@ -195,8 +325,26 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile one gumbel run (small model)"
     )
+    parser.add_argument(
+        "--prf", action="store_true", help="only plain vs gumbel with PRF v1 and v2 keys (124M)"
+    )
+    parser.add_argument("--repeats-prf", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.prf:
+        started = time.perf_counter()
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+            f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}, {platform.python_version()}, "
+            f"torch {torch.__version__}, torch threads = {torch.get_num_threads()}"
+        )
+        prf_comparison(args.repeats_prf, args.new_tokens)
+        print(
+            f"\nload average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+            f"total wall time: {time.perf_counter() - started:.0f} s"
+        )
+        return
 
     started = time.perf_counter()
     print(

@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -282,7 +283,7 @@ def _aes() -> Any:
     return _AES
 
 
-def aes128_encrypt(key: bytes, blocks: np.ndarray) -> np.ndarray:
+def aes128_encrypt(key: bytes, blocks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """AES-128 (FIPS 197) applied to every 16-byte block independently (ECB).
 
     A fresh OpenSSL context per call (a few microseconds), so calls from several
@@ -291,6 +292,7 @@ def aes128_encrypt(key: bytes, blocks: np.ndarray) -> np.ndarray:
     Args:
         key: 16 key bytes.
         blocks: Any array whose C-order bytes are a whole number of 16-byte blocks.
+        out: Optional uint8 buffer of at least ``blocks.nbytes + 15`` bytes to write into.
 
     Returns:
         A uint8 array of the same number of bytes, ``E_k`` of each block.
@@ -307,11 +309,37 @@ def aes128_encrypt(key: bytes, blocks: np.ndarray) -> np.ndarray:
         raise ValueError(f"AES input of {data.size} bytes is not a whole number of 16-byte blocks")
     if data.size == 0:
         return data.copy()
-    out = np.empty(data.size + 15, dtype=np.uint8)  # update_into wants a block of slack
+    if out is None:
+        out = np.empty(data.size + 15, dtype=np.uint8)  # update_into wants a block of slack
     encryptor = cipher_cls(aes_cls(key), ecb_cls()).encryptor()
     written = encryptor.update_into(data, out)
     encryptor.finalize()
     return out[:written]
+
+
+#: Scratch buffers up to this size are kept per thread and reused: the per-step vocabulary draw
+#: of generation then writes into memory that is already mapped (fresh multi-megabyte arrays
+#: cost page faults every step, more than the AES itself). Larger calls allocate afresh.
+_SCRATCH_LIMIT = 16 << 20
+_scratch_local = threading.local()
+
+
+def _scratch(name: str, nbytes: int) -> np.ndarray:
+    """A uint8 buffer of ``nbytes`` for this thread, reused across calls when small enough."""
+    if nbytes > _SCRATCH_LIMIT:
+        return np.empty(nbytes, dtype=np.uint8)
+    buf = getattr(_scratch_local, name, None)
+    if buf is None or buf.size < nbytes:
+        buf = np.empty(nbytes, dtype=np.uint8)
+        setattr(_scratch_local, name, buf)
+    return buf[:nbytes]
+
+
+def _empty_blocks(shape: tuple[int, ...]) -> np.ndarray:
+    """Uninitialised token blocks of ``shape + (4,)`` words (scratch memory, overwritten next call)."""
+    return (
+        _scratch("blocks", int(np.prod(shape, dtype=np.int64)) * 16).view(_BLOCK).reshape(*shape, 4)
+    )
 
 
 def _token_uniforms(key: AESKey, blocks: np.ndarray) -> np.ndarray:
@@ -321,11 +349,14 @@ def _token_uniforms(key: AESKey, blocks: np.ndarray) -> np.ndarray:
     / 2**52``, formed from the float64 bit pattern ``1 + floor(w / 2**12) / 2**52`` minus the
     constant ``1 - 2**-53`` (both steps exact).
     """
-    w = aes128_encrypt(key.key, blocks).view("<u8")[0::2] >> np.uint64(12)
-    w |= _UNIT_BITS
-    u = w.view(np.float64)
+    shape = blocks.shape[:-1]
+    encrypted = aes128_encrypt(key.key, blocks, out=_scratch("aes", blocks.nbytes + 15))
+    u = np.empty(shape, dtype=np.float64)
+    bits = u.view(np.uint64)
+    np.right_shift(encrypted.view("<u8")[0::2].reshape(shape), np.uint64(12), out=bits)
+    bits |= _UNIT_BITS
     u -= _UNIT_OFFSET
-    return u.reshape(blocks.shape[:-1])
+    return u
 
 
 def _uniforms_v2(key: AESKey, a: Any, b: Any, tokens: Any) -> np.ndarray:
@@ -334,7 +365,7 @@ def _uniforms_v2(key: AESKey, a: Any, b: Any, tokens: Any) -> np.ndarray:
         np.asarray(b, dtype=np.uint64),
         np.asarray(tokens, dtype=np.uint64),
     )
-    blocks = np.empty((*t.shape, 4), dtype=_BLOCK)
+    blocks = _empty_blocks(t.shape)
     blocks[..., 0] = a
     blocks[..., 1] = b
     blocks[..., 2] = t
@@ -342,26 +373,26 @@ def _uniforms_v2(key: AESKey, a: Any, b: Any, tokens: Any) -> np.ndarray:
     return _token_uniforms(key, blocks)
 
 
-_TEMPLATES: dict[int, np.ndarray] = {}
+def _row_blocks(batch: int, vocab_size: int) -> np.ndarray:
+    """``(batch, V, 4)`` token blocks with words 2 and 3 (token id, tag) filled in.
 
-
-def _row_template(vocab_size: int) -> np.ndarray:
-    """``(V, 4)`` token blocks with words 2 and 3 filled (token id, tag); cached per vocabulary size."""
-    template = _TEMPLATES.get(vocab_size)
-    if template is None:
-        template = np.zeros((vocab_size, 4), dtype=_BLOCK)
-        template[:, 2] = np.arange(vocab_size, dtype=np.uint32)
-        template[:, 3] = TOKEN_TAG
-        template.flags.writeable = False
-        if len(_TEMPLATES) >= 8:
-            _TEMPLATES.clear()
-        _TEMPLATES[vocab_size] = template
-    return template
+    Kept per thread and reused while the shape stays the same (generation asks for the same
+    shape every step), so only words 0 and 1 (the row) are written per call.
+    """
+    nbytes = batch * vocab_size * 16
+    cached = getattr(_scratch_local, "rows", None)
+    if cached is not None and cached.shape == (batch, vocab_size, 4):
+        return cached
+    blocks = np.empty((batch, vocab_size, 4), dtype=_BLOCK)
+    blocks[:, :, 2] = np.arange(vocab_size, dtype=np.uint32)
+    blocks[:, :, 3] = TOKEN_TAG
+    if nbytes <= _SCRATCH_LIMIT:
+        _scratch_local.rows = blocks
+    return blocks
 
 
 def _uniform_matrix_v2(key: AESKey, a: np.ndarray, b: np.ndarray, vocab_size: int) -> np.ndarray:
-    blocks = np.empty((a.shape[0], vocab_size, 4), dtype=_BLOCK)
-    blocks[...] = _row_template(vocab_size)
+    blocks = _row_blocks(a.shape[0], vocab_size)
     blocks[:, :, 0] = a[:, None]
     blocks[:, :, 1] = b[:, None]
     return _token_uniforms(key, blocks)
