@@ -274,3 +274,12 @@ def test_eval_fails_only_on_our_own_schemes_calibration():
     (line,) = _calibration_failures(report)
     assert line.startswith("gumbel: 3 false positives at level 0.0001")
     assert _calibration_failures({"null": {"gumbel": {"checks": [low]}}}) == []
+
+
+def test_scrub_progress_bar_knows_its_total(tmp_path):
+    from safeguard.pii.stream import _count_units
+
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(b'{"text": "a"}\n{"text": "b"}\n{"text": "c"}')
+    assert _count_units(data, "jsonl") == 3
+    assert _count_units(data, "csv") is None and _count_units(tmp_path / "none", "jsonl") is None

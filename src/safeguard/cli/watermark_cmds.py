@@ -577,7 +577,8 @@ def _detect_ray(args: argparse.Namespace, keys: list[Any], tokenizer: Any, optio
         if sink is not sys.stdout:
             sink.close()
     sys.stderr.write(
-        f"safeguard detect: {counts.total} records, {counts.flagged} flagged at fpr={args.fpr:g}, {counts.errors} could not be processed\n"
+        f"safeguard detect: {_plural(counts.total, 'record')}, {counts.flagged} flagged at "
+        f"fpr={args.fpr:g}, {counts.errors} could not be processed\n"
     )
     if counts.errors:
         return 2

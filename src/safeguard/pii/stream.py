@@ -256,6 +256,30 @@ def _has_surrogates(value: str) -> bool:
     return False
 
 
+def _count_units(path: Path, fmt: str) -> int | None:
+    """Records in ``path`` for the progress bar's total and ETA (``None`` when unknown).
+
+    JSONL counts lines (a newline scan, a small fraction of scrubbing time; blank lines
+    are included, so the bar may end a little short), Parquet reads its footer; CSV
+    records may span lines and are not counted.
+    """
+    try:
+        if fmt == "jsonl":
+            lines, last = 0, b"\n"
+            with path.open("rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    lines += chunk.count(b"\n")
+                    last = chunk[-1:]
+            return lines + (last != b"\n")
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+    except OSError:
+        return None
+    return None
+
+
 def _read_parquet(path: Path, start_unit: int, batch_rows: int) -> Iterator[_Unit]:
     import pyarrow.parquet as pq
 
@@ -627,7 +651,11 @@ def scrub_file(
         from tqdm import tqdm
 
         bar = tqdm(
-            total=None, initial=int(state["units"]), unit="rec", desc="scrub", file=sys.stderr
+            total=_count_units(src, in_fmt),
+            initial=int(state["units"]),
+            unit="rec",
+            desc="scrub",
+            file=sys.stderr,
         )
 
     pool = None
