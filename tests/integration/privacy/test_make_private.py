@@ -411,48 +411,42 @@ def test_dp_adam_at_small_n_is_flagged(tiny, caplog):
     assert "DP-SGD with momentum" in caplog.text
 
 
-def _id_batches(tiny, n=32, t=8):
+def _lm_run(tiny, as_dicts: bool):
+    """A GPT-2 run over token ids with padded tails, as dicts or as (ids, mask) pairs."""
     gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(3, 50, (n, t), generator=gen)
+    ids = torch.randint(3, 50, (32, 8), generator=gen)
     mask = torch.ones_like(ids)
     mask[:, -2:] = 0
-    return ids, mask
-
-
-def test_an_input_ids_attention_mask_pair_is_refused_not_read_as_labels(tiny):
-    ids, mask = _id_batches(tiny)
+    data = (
+        [{"input_ids": i, "attention_mask": m} for i, m in zip(ids, mask, strict=True)]
+        if as_dicts
+        else torch.utils.data.TensorDataset(ids, mask)
+    )
     model = tiny.gpt2()
     run = make_private(
         model=model,
         optimizer=tiny.sgd(model),
-        data_loader=torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(ids, mask), batch_size=4
-        ),
+        data_loader=torch.utils.data.DataLoader(data, batch_size=4),
         config=DPConfig(noise_multiplier=1.0, target_delta=1e-3, preflight=False),
     )
+    return run, ids[:4], mask[:4]
+
+
+def test_an_input_ids_attention_mask_pair_is_refused_not_read_as_labels(tiny):
+    run, ids, mask = _lm_run(tiny, as_dicts=False)
     with pytest.raises(DataError, match=r"looks like\s+\(input_ids, attention_mask\)"):
-        run.train_step((ids[:4], mask[:4]))
+        run.train_step((ids, mask))
     assert run.ledger.steps() == 0
 
 
 def test_a_causal_lm_trains_on_its_input_ids_when_labels_are_missing(tiny):
-    ids, mask = _id_batches(tiny)
-    model = tiny.gpt2()
-    run = make_private(
-        model=model,
-        optimizer=tiny.sgd(model),
-        data_loader=torch.utils.data.DataLoader(
-            [{"input_ids": i, "attention_mask": m} for i, m in zip(ids, mask, strict=True)],
-            batch_size=4,
-        ),
-        config=DPConfig(noise_multiplier=1.0, target_delta=1e-3, preflight=False),
-    )
-    batch = {"input_ids": ids[:4], "attention_mask": mask[:4]}
-    explicit = {**batch, "labels": ids[:4].masked_fill(mask[:4] == 0, -100)}
+    run, ids, mask = _lm_run(tiny, as_dicts=True)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    explicit = {**batch, "labels": ids.masked_fill(mask == 0, -100)}
     run.model.eval()  # no dropout: the two forwards must agree exactly
     with torch.no_grad():
         assert torch.allclose(run.loss_per_example(batch), run.loss_per_example(explicit))
-        alone = run.loss_per_example((ids[:4],))
+        alone = run.loss_per_example((ids,))
     assert alone.shape == (4,) and torch.isfinite(alone).all()
     run.model.train()
     run.train_step(batch)
