@@ -14,7 +14,8 @@ script says so and exits with code 2.
 
 Usage::
 
-    python benchmarks/pii_eval_presidio_sentences.py -n 2000 --seed 42
+    python benchmarks/pii_eval_presidio_sentences.py -n 600 --seed 101 --errors 80   # development
+    python benchmarks/pii_eval_presidio_sentences.py -n 600                           # held-out seed
 """
 
 from __future__ import annotations
@@ -26,12 +27,18 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
-from safeguard.pii import Scrubber
-from safeguard.pii._presidio import vanilla_analyzer, vanilla_candidates
-from safeguard.pii.evaluate import evaluate_predictions
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pii_eval_common import HEADER, per_entity_table, run_all, show_errors
+
+from safeguard.pii.evaluate import safe_harbor_gold
 from safeguard.pii.patterns import US_STATES
+from safeguard.pii.recognizers.wordlists import word_list
+
+#: The held-out seed: generated once, after development, never inspected (no --errors).
+HELDOUT_SEED = 20261206
 
 #: presidio-evaluator label -> the entity it counts as for recall (None: not Safe Harbor PHI).
 LABEL_MAP = {
@@ -70,12 +77,25 @@ def _phi(entity: str, value: str, countries: set[str]) -> str | None:
     return mapped
 
 
+def safe_harbor_spans(sample, countries: set[str]) -> tuple[list, list]:
+    """(Safe Harbor gold spans, every labelled span) of one presidio-evaluator sample."""
+    spans = [(sp.start_position, sp.end_position, sp.entity_type, sp.entity_value) for sp in sample.spans]
+    gold_all = [(a, b, t) for a, b, t, _ in spans]
+    phi = [(a, b, m) for a, b, t, v in spans if (m := _phi(t, v, countries))]
+    return safe_harbor_gold(sample.full_text, phi), gold_all
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("-n", type=int, default=600)
+    ap.add_argument("--seed", type=int, default=HELDOUT_SEED)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--errors", type=int, default=0, help="print N misses/false positives (dev seeds only)")
     args = ap.parse_args(argv)
+    if args.errors and args.seed == HELDOUT_SEED:
+        sys.stderr.write("refusing to print errors on the held-out seed: develop on another seed\n")
+        return 2
     try:
         from presidio_evaluator.data_generator import PresidioSentenceFaker
     except ImportError as exc:
@@ -83,68 +103,35 @@ def main(argv: list[str] | None = None) -> int:
             f"presidio-evaluator is not importable ({exc}); `pip install presidio-evaluator`\n"
         )
         return 2
-    from faker.providers.address.en_US import Provider as Address
+    import contextlib
+    import io
 
-    countries = {c.lower() for c in Address.countries}
-    faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=args.seed)
-    samples = faker.generate_new_fake_sentences(args.n)
+    with contextlib.redirect_stdout(io.StringIO()):
+        faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=args.seed)
+        samples = faker.generate_new_fake_sentences(args.n)
+    countries = set(word_list("countries"))
     texts = [s.full_text for s in samples]
-    gold_phi = []
-    gold_all = []
+    gold_phi, gold_all = [], []
     for s in samples:
-        spans = [
-            (sp.start_position, sp.end_position, sp.entity_type, sp.entity_value) for sp in s.spans
-        ]
-        gold_all.append([(a, b, t) for a, b, t, _ in spans])
-        gold_phi.append([(a, b, m) for a, b, t, v in spans if (m := _phi(t, v, countries))])
+        phi, every = safe_harbor_spans(s, countries)
+        gold_phi.append(phi)
+        gold_all.append(every)
 
-    ours = Scrubber.from_policy("healthcare-hipaa", batch_size=args.batch_size)
-    ours.analyze("warm-up")
-    vanilla = vanilla_analyzer()
-    t0 = time.perf_counter()
-    pv = [
-        [(c.start, c.end, c.entity) for c in cs]
-        for cs in vanilla_candidates(vanilla, texts, args.batch_size)
-    ]
-    tv = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    po = [[(f.start, f.end, f.entity) for f in fs] for fs in ours.analyze_batch(texts)]
-    to = time.perf_counter() - t0
-
-    def score(pred: list[list[tuple[int, int, str]]]) -> tuple[float, float, float]:
-        rec = evaluate_predictions(texts, gold_phi, pred).overall
-        # precision against every labelled span, PHI or not
-        prec = evaluate_predictions(texts, gold_all, pred).overall.precision
-        f2 = 5 * prec * rec.recall / (4 * prec + rec.recall) if prec + rec.recall else 0.0
-        return prec, rec.recall, f2
-
-    rv = evaluate_predictions(texts, gold_phi, pv)
-    ro = evaluate_predictions(texts, gold_phi, po)
+    runs = run_all(texts, gold_phi, gold_all, batch_size=args.batch_size, repeats=args.repeats)
+    base = runs[0].docs_per_s
+    kind = "held-out" if args.seed == HELDOUT_SEED else "development"
     lines = [
-        f"presidio-evaluator sentences (n={args.n}, seed {args.seed}, "
-        f"{sum(len(g) for g in gold_phi)} Safe Harbor gold spans of {sum(len(g) for g in gold_all)}):",
+        f"presidio-evaluator sentences, {kind} seed {args.seed} (n={args.n}, "
+        f"{sum(len(g) for g in gold_phi)} Safe Harbor gold spans of {sum(len(g) for g in gold_all)} labelled):",
         "",
-        "| system | P | R (strict, any type) | F2 | R lenient | docs/s |",
-        "|---|---|---|---|---|---|",
+        HEADER,
+        *(r.row(base) for r in runs),
+        "",
+        *per_entity_table(runs),
     ]
-    for name, pred, rep, secs in (
-        ("vanilla Presidio", pv, rv, tv),
-        ("safeguard `healthcare-hipaa`", po, ro, to),
-    ):
-        p, r, f2 = score(pred)
-        lines.append(
-            f"| {name} | {p:.3f} | {r:.3f} | {f2:.3f} | {rep.lenient.recall:.3f} | {args.n / secs:.0f} |"
-        )
-    lines += ["", "| gold entity | gold | vanilla R | safeguard R |", "|---|---|---|---|"]
-    for ent, sc in ro.per_entity.items():
-        if sc.support:
-            v = rv.per_entity.get(ent)
-            lines.append(
-                f"| {ent} | {sc.support} | {v.recall:.3f} | {sc.recall:.3f} |"
-                if v
-                else f"| {ent} | {sc.support} | – | {sc.recall:.3f} |"
-            )
     sys.stdout.write("\n".join(lines) + "\n")
+    if args.errors:
+        sys.stdout.write("\n".join(show_errors(texts, gold_phi, gold_all, runs[-1].predictions, args.errors)) + "\n")
     return 0
 
 

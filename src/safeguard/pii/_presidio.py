@@ -54,6 +54,20 @@ NER_CONFIGURATION: dict[str, Any] = {
     ],
 }  # fmt: skip
 
+#: Recall-first policies also take spaCy's ORG, NORP and PRODUCT hits, which
+#: :func:`safeguard.pii.refine.remap_entity` turns into PERSON or LOCATION when they are
+#: name- or facility-shaped ("Sophie Martin" tagged ORG by en_core_web_sm).
+RECALL_FIRST_NER_CONFIGURATION: dict[str, Any] = {
+    **NER_CONFIGURATION,
+    "model_to_presidio_entity_mapping": {
+        **NER_CONFIGURATION["model_to_presidio_entity_mapping"], "PRODUCT": "PRODUCT",
+    },
+    "labels_to_ignore": [
+        label for label in NER_CONFIGURATION["labels_to_ignore"]
+        if label not in ("ORGANIZATION", "PRODUCT")
+    ],
+}  # fmt: skip
+
 #: Score of NER findings. Below the pattern scores of the same types (0.6-0.85), so that
 #: Presidio's de-duplication (which drops a span contained in a same-type span of higher or
 #: equal score) never discards a pattern match in favour of an NER one.
@@ -141,7 +155,7 @@ def _engine_class(ner_only: bool) -> Any:
     return CachedSpacyNlpEngine
 
 
-def _nlp_engine(model: str, ner_only: bool) -> Any:
+def _nlp_engine(model: str, ner_only: bool, recall_first: bool = False) -> Any:
     _import_presidio()
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
@@ -151,15 +165,17 @@ def _nlp_engine(model: str, ner_only: bool) -> Any:
         nlp_configuration={
             "nlp_engine_name": "spacy",
             "models": [{"lang_code": "en", "model_name": model}],
-            "ner_model_configuration": NER_CONFIGURATION,
+            "ner_model_configuration": (
+                RECALL_FIRST_NER_CONFIGURATION if recall_first else NER_CONFIGURATION
+            ),
         },
     )
     return provider.create_engine()
 
 
 @functools.cache
-def _shared_engine(model: str, ner_only: bool) -> Any:
-    return _nlp_engine(model, ner_only)
+def _shared_engine(model: str, ner_only: bool, recall_first: bool = False) -> Any:
+    return _nlp_engine(model, ner_only, recall_first)
 
 
 def _pattern_recognizer_class() -> Any:
@@ -242,10 +258,17 @@ class SafeguardAnalyzer:
         detector: The pattern detectors (entities, context words, deny list).
         ner_entities: Entities to take from spaCy NER (subset of PERSON, LOCATION, DATE_TIME).
         spacy_model: Installed spaCy package.
+        recall_first: Also take ORG/NORP/PRODUCT hits (for :mod:`safeguard.pii.refine`) and run
+            the recall-first recognizers of :mod:`safeguard.pii.recognizers`.
     """
 
     def __init__(
-        self, detector: PatternDetector, *, ner_entities: Sequence[str], spacy_model: str
+        self,
+        detector: PatternDetector,
+        *,
+        ner_entities: Sequence[str],
+        spacy_model: str,
+        recall_first: bool = False,
     ) -> None:
         _import_presidio()
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
@@ -253,9 +276,13 @@ class SafeguardAnalyzer:
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
         with _LOCK:
-            self.nlp_engine = _shared_engine(spacy_model, True)
+            self.nlp_engine = _shared_engine(spacy_model, True, recall_first)
         recognizers = [_pattern_recognizer_class()(detector)]
         self.use_ner = bool(ner_entities)
+        if self.use_ner and recall_first:
+            from safeguard.pii.refine import REMAPPED_NER_ENTITIES
+
+            ner_entities = [*ner_entities, *REMAPPED_NER_ENTITIES]
         if self.use_ner:
             recognizers.append(
                 SpacyRecognizer(

@@ -9,12 +9,22 @@ Matching is on alphanumeric characters (blanks and punctuation at span edges do 
   characters lie inside gold spans (``lenient``: any do).
 - **typed** scores additionally require the entity type to match (after ``entity_map``).
 
+- **characters**: the share of gold alphanumeric characters that the predictions cover
+  (recall), and of predicted alphanumeric characters that lie in gold spans (precision).
+  Partial masks count in part, so a name with one word left is half found, not lost.
+
 F2 weighs recall four times as much as precision: ``F2 = 5PR / (4P + R)``.
+
+:func:`safe_harbor_gold` makes gold spans honest for HIPAA Safe Harbor before scoring: a
+year alone is not an identifier (so a date's year need not be masked), nor are US states,
+countries or titles ("Dr.", "Mrs.").
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +42,7 @@ __all__ = [
     "evaluate_scrubber",
     "f_beta",
     "load_labelled",
+    "safe_harbor_gold",
     "safe_harbor_matrix",
 ]
 
@@ -111,6 +122,7 @@ class EvaluationReport:
     lenient: Scores
     per_entity: dict[str, EntityScores] = field(default_factory=dict)
     n_docs: int = 0
+    characters: Scores | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +179,11 @@ def evaluate_predictions(
         pspans = [(s, e, emap.get(t, t)) for s, e, t in pspans]
         pmask = _mask(n, pspans)
         gmask = _mask(n, gspans)
+        for i, ch in enumerate(text):
+            if ch.isalnum() and (gmask[i] or pmask[i]):
+                counts["char_gold"] += gmask[i]
+                counts["char_found"] += gmask[i] and pmask[i]
+                counts["char_pred"] += pmask[i]
         typed_masks: dict[str, list[bool]] = {}
         for s, e, t in gspans:
             pos = _alnum_positions(text, s, e)
@@ -218,7 +235,71 @@ def evaluate_predictions(
             predicted=npred,
             precision=correct / npred if npred else float("nan"),
         )
-    return EvaluationReport(overall, typed, lenient, per_entity, n_docs=len(texts))
+    characters = Scores.from_counts(
+        counts["char_gold"], counts["char_found"], counts["char_pred"], counts["char_found"]
+    )
+    return EvaluationReport(
+        overall, typed, lenient, per_entity, n_docs=len(texts), characters=characters
+    )
+
+
+_YEAR = re.compile(r"(?<![\d/.-])(?:19|20)\d{2}(?![\d/.-]?\d)")
+_WEEKDAY = re.compile(
+    r"(?i)^(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?\.?$"
+)
+_TITLE = re.compile(r"^(?:(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Sir|Dame|Rev|Sr|Sra)\.?\s+)+")
+
+
+@functools.cache
+def _not_places() -> frozenset[str]:
+    from safeguard.pii.patterns import US_STATES
+    from safeguard.pii.recognizers.wordlists import word_list
+
+    return frozenset(
+        {s.lower() for s in (*US_STATES, *US_STATES.values())} | word_list("countries")
+    )
+
+
+def safe_harbor_gold(text: str, spans: Sequence[Span]) -> list[Span]:
+    """Gold spans reduced to what HIPAA Safe Harbor requires removing.
+
+    Drops locations that are a US state or a country and dates that are a year or a weekday
+    alone; cuts a year out of a longer date ("November 9" of "November 9, 2026" remains);
+    trims titles off names.
+
+    >>> safe_harbor_gold("Dr. Ann Lee, Ohio, 3 May 2024", [(0, 11, "PERSON"),
+    ...     (13, 17, "LOCATION"), (19, 29, "DATE_TIME")])
+    [(4, 11, 'PERSON'), (19, 24, 'DATE_TIME')]
+    """
+    out: list[Span] = []
+    for s, e, t in spans:
+        value = text[s:e]
+        if t == "LOCATION" and value.strip().lower() in _not_places():
+            continue
+        if t == "PERSON":
+            m = _TITLE.match(value)
+            if m:
+                s += m.end()
+        if t == "DATE_TIME":
+            if _WEEKDAY.match(value.strip()):
+                continue
+            cuts = [(m.start() + s, m.end() + s) for m in _YEAR.finditer(value)]
+            pieces, pos = [], s
+            for a, b in cuts:
+                pieces.append((pos, a))
+                pos = b
+            pieces.append((pos, e))
+            for a, b in pieces:
+                while a < b and not text[a].isalnum():
+                    a += 1
+                while b > a and not text[b - 1].isalnum():
+                    b -= 1
+                if b > a and not _WEEKDAY.match(text[a:b]) and any(c.isdigit() or c.isalpha() for c in text[a:b]):
+                    out.append((a, b, t))
+            continue
+        if any(c.isalnum() for c in text[s:e]):
+            out.append((s, e, t))
+    return out
 
 
 def evaluate_scrubber(

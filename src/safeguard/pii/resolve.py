@@ -16,6 +16,12 @@ Steps, in order:
    kept candidate is left unmasked.
 4. Adjacent spans of one entity separated only by blanks merge ("Dave" + "Jones").
 5. Allow-list terms are dropped.
+
+With ``recall_first`` (a policy's choice), :mod:`safeguard.pii.refine` adds stages: NER
+spans are split at line breaks and PERSON spans trimmed of digit tokens before step 2;
+name-shaped ORG/NORP/PRODUCT hits become PERSON and facility-shaped ORG hits LOCATION;
+drug names are dropped from NER and word-list names and places; after step 4, addresses
+and places absorb their house numbers and postcodes.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from safeguard.pii import refine
 from safeguard.pii.patterns import (
     _DATE_NUMERIC,
     _DATE_SHORT,
@@ -35,7 +42,7 @@ from safeguard.pii.patterns import (
 
 __all__ = ["ner_candidate_ok", "resolve"]
 
-_SOURCE_RANK = {"deny": 3, "pattern": 2, "ner": 1}
+_SOURCE_RANK = {"deny": 3, "pattern": 2, "ner": 1, "lexicon": 1}
 _ORDINAL_DAY = re.compile(r"\b(?:[12]?\d|3[01])(?:st|nd|rd|th)\b")
 _NOT_A_PLACE = {s.lower() for s in (*US_STATES, *US_STATES.values())} | {
     "us", "u.s.", "usa", "u.s.a.", "united states", "america", "the united states", "earth",
@@ -100,6 +107,7 @@ def resolve(
     entity_thresholds: Mapping[str, float] | None = None,
     allow_list: Iterable[str] = (),
     merge_gap: int = 1,
+    recall_first: bool = False,
 ) -> list[Candidate]:
     """Resolve candidates into non-overlapping findings, sorted by start.
 
@@ -110,27 +118,45 @@ def resolve(
         entity_thresholds: Per-entity minimum scores.
         allow_list: Finding texts to drop (case-insensitive, surrounding blanks ignored).
         merge_gap: Largest run of blanks between two same-entity spans that still merge.
+        recall_first: Run the recall-first stages of :mod:`safeguard.pii.refine`.
 
     Returns:
         Non-overlapping candidates in text order.
     """
     per = entity_thresholds or {}
     kept: list[Candidate] = []
-    for c in candidates:
+    for c in candidates if not recall_first else _refined(text, candidates):
         if c.score < per.get(c.entity, threshold) or c.end <= c.start:
             continue
         if c.source == "ner":
             c = ner_candidate_ok(text, c)  # type: ignore[assignment]
             if c is None:
                 continue
+        if recall_first and not refine.drug_guard(text, c):
+            continue
         kept.append(c)
     accepted = _paint(text, kept)
 
     accepted = _merge_adjacent(text, accepted, merge_gap)
+    if recall_first:
+        accepted = refine.absorb_address_parts(text, accepted)
     allow = {a.strip().lower() for a in allow_list if a.strip()}
     if allow:
         accepted = [a for a in accepted if text[a.start : a.end].strip().lower() not in allow]
     return accepted
+
+
+def _refined(text: str, candidates: Iterable[Candidate]) -> Iterable[Candidate]:
+    """NER candidates split at line breaks, trimmed of digits and remapped; others as they are."""
+    for c in candidates:
+        if c.source != "ner":
+            yield c
+            continue
+        for piece in refine.split_at_line_breaks(text, c):
+            for trimmed in refine.trim_person_digits(text, piece):
+                remapped = refine.remap_entity(text, trimmed)
+                if remapped is not None:
+                    yield remapped
 
 
 _CUT_CHARS = " \t\r\n,;:.()[]{}"

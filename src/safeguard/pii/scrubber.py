@@ -16,6 +16,7 @@ from safeguard.pii.config import NER_ENTITIES, ScrubConfig
 from safeguard.pii.keys import PseudonymKey
 from safeguard.pii.operators import DocumentContext, apply_operator, document_digest
 from safeguard.pii.patterns import PATTERN_ENTITIES, Candidate, PatternDetector
+from safeguard.pii.recognizers import RECALL_FIRST, run_recognizers
 from safeguard.pii.resolve import resolve
 from safeguard.pii.types import Finding, ScrubResult
 
@@ -133,7 +134,10 @@ class Scrubber:
                 else []
             )
             self._analyzer = SafeguardAnalyzer(
-                self._detector, ner_entities=ner, spacy_model=self.config.spacy_model
+                self._detector,
+                ner_entities=ner,
+                spacy_model=self.config.spacy_model,
+                recall_first=self.config.recall_first,
             )
         return self._analyzer
 
@@ -161,7 +165,9 @@ class Scrubber:
                 owners.append((i, s))
         per_piece = self.analyzer.analyze_batch(pieces, batch_size=cfg.batch_size) if pieces else []
         gathered: list[list[Candidate]] = [[] for _ in texts]
-        for (i, offset), cands in zip(owners, per_piece, strict=True):
+        for (i, offset), piece, cands in zip(owners, pieces, per_piece, strict=True):
+            if cfg.recall_first:
+                cands = [*cands, *run_recognizers(RECALL_FIRST, piece, cfg.all_entities)]
             if offset:
                 cands = [
                     Candidate(
@@ -178,6 +184,7 @@ class Scrubber:
                 threshold=cfg.score_threshold,
                 entity_thresholds=cfg.entity_thresholds,
                 allow_list=cfg.allow_list,
+                recall_first=cfg.recall_first,
             )
             out.append(
                 [
@@ -251,6 +258,7 @@ class Scrubber:
             "operators": dict(self.config.operators),
             "score_threshold": self.config.score_threshold,
             "spacy_model": self.config.spacy_model,
+            "recall_first": self.config.recall_first,
             "key_id": self.key.key_id if self.key else None,
         }
 

@@ -1,0 +1,76 @@
+"""Recall-first recognizers: word lists and formats the Safe Harbor patterns lack.
+
+Each recognizer is a pure function ``text -> Iterable[Candidate]`` registered by name in an
+explicit registry; a policy's recall-first pipeline runs :data:`RECALL_FIRST` in order.
+Word lists are data files in ``safeguard/pii/data/`` (see its README for sources).
+
+>>> sorted(RECOGNIZERS)[:3]
+['cities', 'datetime', 'facilities']
+>>> get_recognizer("nope")
+Traceback (most recent call last):
+...
+safeguard.errors.ConfigError: unknown recognizer 'nope'; known: cities, datetime, facilities, given_names, intl_phone, obfuscated_email, postcode
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from safeguard.errors import ConfigError
+from safeguard.pii.patterns import Candidate
+from safeguard.pii.recognizers.formats import (
+    datetime_candidates,
+    intl_phone_candidates,
+    obfuscated_email_candidates,
+    postcode_candidates,
+)
+from safeguard.pii.recognizers.names import given_name_candidates
+from safeguard.pii.recognizers.places import city_candidates, facility_candidates
+
+__all__ = ["RECALL_FIRST", "RECOGNIZERS", "get_recognizer", "register_recognizer", "run_recognizers"]
+
+Recognizer = Callable[[str], Iterable[Candidate]]
+
+RECOGNIZERS: dict[str, Recognizer] = {}
+
+
+def register_recognizer(name: str, fn: Recognizer, *, force: bool = False) -> None:
+    """Register ``fn`` under ``name``; re-registering a name needs ``force=True``."""
+    if name in RECOGNIZERS and not force:
+        raise ConfigError(f"recognizer {name!r} is already registered; pass force=True to replace it")
+    RECOGNIZERS[name] = fn
+
+
+def get_recognizer(name: str) -> Recognizer:
+    """The recognizer registered as ``name``.
+
+    Raises:
+        ConfigError: No recognizer has that name (the message lists the known ones).
+    """
+    try:
+        return RECOGNIZERS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown recognizer {name!r}; known: {', '.join(sorted(RECOGNIZERS))}"
+        ) from None
+
+
+def run_recognizers(names: Sequence[str], text: str, entities: Iterable[str]) -> list[Candidate]:
+    """Candidates of the named recognizers in ``text``, restricted to ``entities``."""
+    wanted = set(entities)
+    return [c for name in names for c in get_recognizer(name)(text) if c.entity in wanted]
+
+
+register_recognizer("datetime", datetime_candidates)
+register_recognizer("intl_phone", intl_phone_candidates)
+register_recognizer("postcode", postcode_candidates)
+register_recognizer("obfuscated_email", obfuscated_email_candidates)
+register_recognizer("given_names", given_name_candidates)
+register_recognizer("cities", city_candidates)
+register_recognizer("facilities", facility_candidates)
+
+#: What a recall-first policy runs, in order.
+RECALL_FIRST: tuple[str, ...] = (
+    "datetime", "intl_phone", "postcode", "obfuscated_email", "given_names", "cities",
+    "facilities",
+)  # fmt: skip

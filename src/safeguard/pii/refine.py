@@ -1,0 +1,205 @@
+"""Recall-first refinements of NER output and of resolved findings (pure Python).
+
+Stages, each a small function with its own tests, run by :func:`safeguard.pii.resolve.resolve`
+when a policy is recall-first:
+
+1. :func:`split_at_line_breaks`: an NER span never runs across a line break (a real one, or
+   the two characters ``\\n`` of escaped text); each line's piece is judged on its own, so
+   "John Smith\\n12 Elm St" keeps "John Smith" instead of losing the whole span.
+2. :func:`trim_person_digits`: a PERSON span loses the tokens that hold digits at its ends
+   ("Anna Berg 4" -> "Anna Berg") instead of being dropped.
+3. :func:`remap_entity`: spaCy's small model tags many names as ORG, NORP or PRODUCT
+   ("Sophie Martin", "Lucas Brown"); a name-shaped hit becomes PERSON and a facility-shaped
+   one ("Mass General", "Lowell General Hospital") LOCATION; the rest are dropped as before.
+4. :func:`drug_guard`: a name or place proposed by NER or a word list is dropped when it is
+   a drug name ("Tylenol") or is followed by a dose ("Lasix 10 mg").
+5. :func:`absorb_address_parts`: a street address or place absorbs the house number and
+   postcode next to it ("75008 Paris", "Kungsgatan 12", "Paris 75008").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from safeguard.pii.patterns import Candidate
+from safeguard.pii.recognizers._words import WORD, dose_follows, is_common, is_drug, shape
+from safeguard.pii.recognizers.wordlists import word_list
+
+__all__ = [
+    "REMAPPED_NER_ENTITIES",
+    "absorb_address_parts",
+    "drug_guard",
+    "remap_entity",
+    "split_at_line_breaks",
+    "trim_person_digits",
+]
+
+#: NER labels that stock Presidio throws away and a recall-first policy re-examines.
+REMAPPED_NER_ENTITIES: tuple[str, ...] = ("ORGANIZATION", "NRP", "PRODUCT")
+
+_BREAK = re.compile(r"\r\n|\r|\n|\\n|\\r\\n")
+_PARTICLES = frozenset({"de", "da", "di", "del", "della", "van", "von", "der", "den", "la", "le",
+                        "du", "dos", "das", "bin", "al", "el", "ibn", "ter", "st"})  # fmt: skip
+
+
+def split_at_line_breaks(text: str, cand: Candidate) -> list[Candidate]:
+    """The pieces of ``cand`` between line breaks (the candidate itself if it has none).
+
+    >>> t = "Ann Lee\\\\n12 Elm St"
+    >>> [t[c.start:c.end] for c in split_at_line_breaks(t, Candidate(0, len(t), "PERSON", .5, "ner"))]
+    ['Ann Lee', '12 Elm St']
+    """
+    span = text[cand.start : cand.end]
+    if "\n" not in span and "\r" not in span and "\\" not in span:
+        return [cand]
+    out: list[Candidate] = []
+    pos = cand.start
+    for m in _BREAK.finditer(span):
+        a, b = pos, cand.start + m.start()
+        if b > a:
+            out.append(Candidate(a, b, cand.entity, cand.score, cand.source, cand.recognizer))
+        pos = cand.start + m.end()
+    if cand.end > pos:
+        out.append(Candidate(pos, cand.end, cand.entity, cand.score, cand.source, cand.recognizer))
+    return [c for c in out if any(ch.isalnum() for ch in text[c.start : c.end])]
+
+
+def trim_person_digits(text: str, cand: Candidate) -> list[Candidate]:
+    """A PERSON span cut around its tokens that hold digits (other entities unchanged).
+
+    >>> t = "Anna Berg 4 Elm"
+    >>> [t[c.start:c.end] for c in trim_person_digits(t, Candidate(0, 11, "PERSON", .5, "ner"))]
+    ['Anna Berg']
+    """
+    if cand.entity != "PERSON" or not any(ch.isdigit() for ch in text[cand.start : cand.end]):
+        return [cand]
+    out: list[Candidate] = []
+    run_start = run_end = None
+    for m in re.finditer(r"\S+", text[cand.start : cand.end]):
+        s, e = cand.start + m.start(), cand.start + m.end()
+        if any(ch.isdigit() for ch in m.group()):
+            if run_start is not None:
+                out.append(Candidate(run_start, run_end, cand.entity, cand.score, cand.source, cand.recognizer))  # type: ignore[arg-type]
+            run_start = run_end = None
+            continue
+        run_start = s if run_start is None else run_start
+        run_end = e
+    if run_start is not None:
+        out.append(Candidate(run_start, run_end, cand.entity, cand.score, cand.source, cand.recognizer))  # type: ignore[arg-type]
+    return out
+
+
+def _words(text: str, start: int, end: int) -> list[str]:
+    return [m.group() for m in WORD.finditer(text, start, end)]
+
+
+def name_shaped(words: list[str]) -> bool:
+    """Up to four capitalised words, one of them a listed given name or surname, none an
+    organisation, facility or drug word, not all common words.
+
+    >>> name_shaped(["Sophie", "Martin"]), name_shaped(["Acme", "Inc"]), name_shaped(["Tylenol"])
+    (True, False, False)
+    """
+    core = [w for w in words if w.lower() not in _PARTICLES]
+    if not core or len(core) > 4:
+        return False
+    if any(shape(w) not in ("title", "upper") for w in core):
+        return False
+    lowered = [w.lower() for w in core]
+    if any(w in word_list("org_words") or w in word_list("facility_words") for w in lowered):
+        return False
+    if any(is_drug(w) for w in core) or all(is_common(w) for w in core):
+        return False
+    return any(w in word_list("given_names") or w in word_list("surnames") for w in lowered)
+
+
+def facility_shaped(words: list[str]) -> bool:
+    """Capitalised words with a health-care facility word and something before it.
+
+    >>> facility_shaped(["Mass", "General"]), facility_shaped(["General"])
+    (True, False)
+    """
+    if len(words) < 2 or any(shape(w) not in ("title", "upper") for w in words):
+        return False
+    facility = word_list("facility_words")
+    return any(w.lower() in facility for w in words[1:]) and words[0].lower() not in facility
+
+
+def remap_entity(text: str, cand: Candidate) -> Candidate | None:
+    """An ORG/NORP/PRODUCT NER hit as LOCATION (facility), PERSON (name-shaped) or None.
+
+    >>> t = "met Lucas Brown at Mass General"
+    >>> remap_entity(t, Candidate(4, 15, "ORGANIZATION", .55, "ner")).entity
+    'PERSON'
+    >>> remap_entity(t, Candidate(19, 31, "ORGANIZATION", .55, "ner")).entity
+    'LOCATION'
+    """
+    if cand.entity not in REMAPPED_NER_ENTITIES:
+        return cand
+    words = _words(text, cand.start, cand.end)
+    if cand.entity == "ORGANIZATION" and facility_shaped(words):
+        entity = "LOCATION"
+    elif name_shaped(words):
+        entity = "PERSON"
+    else:
+        return None
+    return Candidate(cand.start, cand.end, entity, cand.score, cand.source, f"{cand.recognizer}:{cand.entity.lower()}")
+
+
+def drug_guard(text: str, cand: Candidate) -> bool:
+    """Whether a NER or word-list PERSON/LOCATION survives the drug check.
+
+    >>> t = "Lasix 10 mg and Tylenol"
+    >>> drug_guard(t, Candidate(0, 5, "PERSON", .5, "ner")), drug_guard(t, Candidate(16, 23, "PERSON", .5, "ner"))
+    (False, False)
+    """
+    if cand.entity not in ("PERSON", "LOCATION") or cand.source not in ("ner", "lexicon"):
+        return True
+    words = _words(text, cand.start, cand.end)
+    if not words:
+        return True
+    if any(is_drug(w) for w in words) and (
+        dose_follows(text, cand.end) or all(is_drug(w) or is_common(w) for w in words)
+    ):
+        return False
+    return True
+
+
+_HOUSE_BEFORE = re.compile(r"(?<![\w.,/-])(\d{1,5}[A-Za-z]?|\d{3}[ ]\d{2}|\d{4,6})[ \t]*,?[ \t]+$")
+_NUMBER_AFTER = re.compile(r",?[ \t]+(\d{1,5}[A-Za-z]?|\d{3}[ ]\d{2})(?![\w.,:/-]|[.,]\d)")
+_YEAR = re.compile(r"(?:19|20)\d{2}")
+_UNIT_AFTER = re.compile(r"[ \t]*(?:mg|mcg|ml|kg|g|units?|%|mm|cm|years?|yrs?|y/?o|days?|weeks?|months?|hours?|h|am|pm)\b", re.IGNORECASE)
+
+
+def absorb_address_parts(text: str, findings: list[Candidate]) -> list[Candidate]:
+    """Extend STREET_ADDRESS / LOCATION findings over an adjacent house number or postcode.
+
+    >>> t = "lives at 75008 Paris"
+    >>> [t[c.start:c.end] for c in absorb_address_parts(t, [Candidate(15, 20, "LOCATION", .5, "ner")])]
+    ['75008 Paris']
+    """
+    out: list[Candidate] = []
+    taken = [(f.start, f.end) for f in findings]
+
+    def free(a: int, b: int) -> bool:
+        return not any(s < b and a < e for s, e in taken)
+
+    for f in findings:
+        s, e = f.start, f.end
+        if f.entity in ("STREET_ADDRESS", "LOCATION") and "\n" not in text[max(0, s - 12) : s]:
+            m = _HOUSE_BEFORE.search(text, max(0, s - 12), s)
+            if m and free(m.start(1), s - 1) and not text[max(0, m.start(1) - 1) : m.start(1)].isdigit():
+                s = m.start(1)
+        if f.entity in ("STREET_ADDRESS", "LOCATION"):
+            m = _NUMBER_AFTER.match(text, e)
+            if (
+                m
+                and "\n" not in m.group()
+                and free(e + 1, m.end(1))
+                and not _UNIT_AFTER.match(text, m.end(1))
+                and not _YEAR.fullmatch(m.group(1))
+            ):
+                e = m.end(1)
+        out.append(f if (s, e) == (f.start, f.end) else Candidate(s, e, f.entity, f.score, f.source, f.recognizer))
+    return out
