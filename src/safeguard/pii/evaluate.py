@@ -260,46 +260,94 @@ def _not_places() -> frozenset[str]:
     )
 
 
-def safe_harbor_gold(text: str, spans: Sequence[Span]) -> list[Span]:
+_NOT_PHI_WORD = re.compile(r"\b(?:[a-z]+|nan)\b")
+
+
+def _cut(text: str, s: int, e: int, cuts: list[tuple[int, int]], t: str) -> list[Span]:
+    """The pieces of ``text[s:e]`` outside ``cuts``, trimmed to alphanumeric edges."""
+    pieces, pos = [], s
+    for a, b in sorted(cuts):
+        if a > pos:
+            pieces.append((pos, a))
+        pos = max(pos, b)
+    pieces.append((pos, e))
+    out = []
+    for a, b in pieces:
+        while a < b and not text[a].isalnum():
+            a += 1
+        while b > a and not text[b - 1].isalnum():
+            b -= 1
+        if b > a and not _WEEKDAY.match(text[a:b]):
+            out.append((a, b, t))
+    return out
+
+
+@functools.cache
+def _stop_words() -> frozenset[str]:
+    from safeguard.pii.recognizers.wordlists import word_list
+
+    return word_list("stop_words")
+
+
+@functools.cache
+def _place_regex(extra: frozenset[str]) -> re.Pattern[str]:
+    names = sorted(_not_places() | extra, key=len, reverse=True)
+    body = "|".join(re.escape(n) for n in names if len(n) > 2)
+    return re.compile(r"(?<!\w)(?:" + body + r")(?!\w)(?:\s*\([^)]*\))?", re.IGNORECASE)
+
+
+def safe_harbor_gold(
+    text: str, spans: Sequence[Span], *, extra_not_places: frozenset[str] = frozenset()
+) -> list[Span]:
     """Gold spans reduced to what HIPAA Safe Harbor requires removing.
 
-    Drops locations that are a US state or a country and dates that are a year or a weekday
-    alone; cuts a year out of a longer date ("November 9" of "November 9, 2026" remains);
-    trims titles off names.
+    Drops dates that are a year or a weekday alone and cuts a year out of a longer date
+    ("November 9" of "November 9, 2026" remains); cuts US state names, countries and
+    lower-case function words ("the corner of", "and") out of addresses and places, and
+    drops places that are only that; trims titles off names. ``extra_not_places`` adds
+    country spellings (lower case) to the shipped list.
 
     >>> safe_harbor_gold("Dr. Ann Lee, Ohio, 3 May 2024", [(0, 11, "PERSON"),
     ...     (13, 17, "LOCATION"), (19, 29, "DATE_TIME")])
     [(4, 11, 'PERSON'), (19, 24, 'DATE_TIME')]
+    >>> t = "5 Elm St, Lyon, France"
+    >>> [t[a:b] for a, b, _ in safe_harbor_gold(t, [(0, len(t), "STREET_ADDRESS")])]
+    ['5 Elm St, Lyon']
     """
     out: list[Span] = []
+    places = _place_regex(frozenset(extra_not_places))
     for s, e, t in spans:
         value = text[s:e]
-        if t == "LOCATION" and value.strip().lower() in _not_places():
-            continue
         if t == "PERSON":
             m = _TITLE.match(value)
-            if m:
-                s += m.end()
-        if t == "DATE_TIME":
+            out.extend(_cut(text, s + (m.end() if m else 0), e, [], t))
+        elif t == "DATE_TIME":
             if _WEEKDAY.match(value.strip()):
                 continue
-            cuts = [(m.start() + s, m.end() + s) for m in _YEAR.finditer(value)]
-            pieces, pos = [], s
-            for a, b in cuts:
-                pieces.append((pos, a))
-                pos = b
-            pieces.append((pos, e))
-            for a, b in pieces:
-                while a < b and not text[a].isalnum():
-                    a += 1
-                while b > a and not text[b - 1].isalnum():
-                    b -= 1
-                if b > a and not _WEEKDAY.match(text[a:b]) and any(c.isdigit() or c.isalpha() for c in text[a:b]):
-                    out.append((a, b, t))
-            continue
-        if any(c.isalnum() for c in text[s:e]):
+            out.extend(_cut(text, s, e, [(m.start() + s, m.end() + s) for m in _YEAR.finditer(value)], t))
+        elif t in ("LOCATION", "STREET_ADDRESS", "ZIP_CODE"):
+            cuts = [(m.start() + s, m.end() + s) for m in places.finditer(value)]
+            cuts += [
+                (m.start() + s, m.end() + s)
+                for m in _NOT_PHI_WORD.finditer(value)
+                if m.group() == "nan" or m.group() in _stop_words()
+            ]
+            pieces = _cut(text, s, e, cuts, t)
+            # keep one span when only edges were cut (strict recall counts spans)
+            if pieces:
+                out.append((pieces[0][0], pieces[-1][1], t) if len(pieces) > 1 and not _inner_cut(text, pieces) else pieces[0])
+                if len(pieces) > 1 and _inner_cut(text, pieces):
+                    out.extend(pieces[1:])
+        elif any(c.isalnum() for c in value):
             out.append((s, e, t))
     return out
+
+
+def _inner_cut(text: str, pieces: list[Span]) -> bool:
+    """Whether something alphanumeric was cut between consecutive pieces."""
+    return any(
+        any(ch.isalnum() for ch in text[a[1] : b[0]]) for a, b in zip(pieces, pieces[1:], strict=False)
+    )
 
 
 def evaluate_scrubber(

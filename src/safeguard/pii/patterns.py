@@ -484,6 +484,12 @@ NAME_STOPWORDS = frozenset(
         "Husband",
         "Son",
         "Daughter",
+        "Sister",
+        "Brother",
+        "Niece",
+        "Nephew",
+        "Granddaughter",
+        "Grandson",
         "Dr",
         "Mr",
         "Mrs",
@@ -626,6 +632,7 @@ _LABELLED_IDS: dict[str, str] = {
     ),
     "ACCOUNT_NUMBER": (
         rf"account(?:\s+{_NO})?|acct\.?(?:\s+{_NO})?|billing\s+{_NO}|encounter\s+{_NO}"
+        rf"|accession(?:\s+{_NO})?|acc\.?\s*#|case(?:\s+{_NO})?|specimen\s+{_NO}|requisition(?:\s+{_NO})?"
         rf"|visit\s+{_NO}|invoice\s+{_NO}|claim\s+{_NO}|bank\s+account(?:\s+{_NO})?|FIN|CSN|HAR"
     ),
     "LICENSE_NUMBER": (
@@ -654,7 +661,7 @@ _LABELLED_VALUES: dict[str, str] = {
     "US_SSN": r"(?P<v>\d{3}[- ]?\d{2}[- ]?\d{4})(?!\d)",
     # US ZIP / ZIP+4, other countries' 3-6 digit codes, UK-style postcodes ("PH36 9QH")
     "ZIP_CODE": (
-        r"(?P<v>\d{5}-\d{4}|\d{3,6}|(?-i:[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}))(?![A-Za-z0-9])"
+        r"(?P<v>\d{5}-\d{4}|\d{2}-\d{3}|\d{3}[ ]\d{2}|\d{3,6}|(?-i:[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}))(?![A-Za-z0-9])"
     ),
 }
 
@@ -725,6 +732,8 @@ _NAME_LABEL = re.compile(
     r"\b(?:[Pp]atient(?:\s+name)?|[Nn]ame|[Ss]een\s+by|[Aa]ttending|[Rr]esident|[Nn]urse|NP|PA|RN"
     r"|[Pp]hysician|[Ss]urgeon|[Pp]rovider|PCP|[Rr]eferred\s+by|[Ss]on|[Dd]aughter|[Ww]ife"
     r"|[Hh]usband|[Mm]other|[Ff]ather|[Bb]rother|[Ss]ister|[Ss]pouse|[Pp]artner|[Gg]uardian"
+    r"|[Gg]rand(?:daughter|son|mother|father)|[Nn]iece|[Nn]ephew|[Aa]unt|[Uu]ncle|[Cc]ousin"
+    r"|[Ff]ianc[ée]e?|[Gg]irlfriend|[Bb]oyfriend|[Ss]tep(?:son|daughter|mother|father)"
     r"|[Cc]aregiver|[Cc]ontact|[Ss]igned\s+by|[Dd]ictated\s+by|[Cc]osigned\s+by|[Ff]riend"
     r"|[Nn]eighbor|[Ee]mployer|POA|[Pp]roxy|[Ii]nterpreter)"
     r"[ \t]*[:,-]?[ \t]+"

@@ -15,6 +15,9 @@ when a policy is recall-first:
    a drug name ("Tylenol") or is followed by a dose ("Lasix 10 mg").
 5. :func:`absorb_address_parts`: a street address or place absorbs the house number and
    postcode next to it ("75008 Paris", "Kungsgatan 12", "Paris 75008").
+6. :func:`extend_address_block`: a street address takes in the rest of its address: the
+   town after a comma on its line ("..., Petosino"), and the short lines that follow it in
+   an address block ("Apt. 322", "LARNAKA", "Cyprus 96183").
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = [
     "REMAPPED_NER_ENTITIES",
     "absorb_address_parts",
     "drug_guard",
+    "extend_address_block",
     "remap_entity",
     "split_at_line_breaks",
     "trim_person_digits",
@@ -109,9 +113,12 @@ def name_shaped(words: list[str]) -> bool:
     lowered = [w.lower() for w in core]
     if any(w in word_list("org_words") or w in word_list("facility_words") for w in lowered):
         return False
-    if any(is_drug(w) for w in core) or all(is_common(w) for w in core):
+    if any(is_drug(w) for w in core) or any(is_common(w) for w in core[:1]) or all(is_common(w) for w in core):
         return False
-    return any(w in word_list("given_names") or w in word_list("surnames") for w in lowered)
+    given, surnames = word_list("given_names"), word_list("surnames")
+    if len(core) == 1:
+        return lowered[0] in given
+    return lowered[0] in given or all(w in given or w in surnames for w in lowered)
 
 
 def facility_shaped(words: list[str]) -> bool:
@@ -166,7 +173,7 @@ def drug_guard(text: str, cand: Candidate) -> bool:
     return True
 
 
-_HOUSE_BEFORE = re.compile(r"(?<![\w.,/-])(\d{1,5}[A-Za-z]?|\d{3}[ ]\d{2}|\d{4,6})[ \t]*,?[ \t]+$")
+_HOUSE_BEFORE = re.compile(r"(?:(?<=\\n)|(?<![\w.,/-]))(\d{1,5}[A-Za-z]?|\d{3}[ ]\d{2}|\d{4,6})[ \t]*,?[ \t]+$")
 _NUMBER_AFTER = re.compile(r",?[ \t]+(\d{1,5}[A-Za-z]?|\d{3}[ ]\d{2})(?![\w.,:/-]|[.,]\d)")
 _YEAR = re.compile(r"(?:19|20)\d{2}")
 _UNIT_AFTER = re.compile(r"[ \t]*(?:mg|mcg|ml|kg|g|units?|%|mm|cm|years?|yrs?|y/?o|days?|weeks?|months?|hours?|h|am|pm)\b", re.IGNORECASE)
@@ -202,4 +209,48 @@ def absorb_address_parts(text: str, findings: list[Candidate]) -> list[Candidate
             ):
                 e = m.end(1)
         out.append(f if (s, e) == (f.start, f.end) else Candidate(s, e, f.entity, f.score, f.source, f.recognizer))
+    return out
+
+
+_LINE_BREAK = r"(?:\r?\n|\\n)"
+_ADDR_TOKEN = rf"(?:[A-ZÀ-ÖØ-ÞĀ-ŽΆ-ΏΑ-ΩЀ-Я∆][\w'’.-]*|\d{{1,6}}(?:-\d{{3,4}})?[A-Za-z]?|nan|#\d+)"
+_SAME_LINE = re.compile(rf"(?:,?[ \t]+{_ADDR_TOKEN}){{1,6}}")
+_NEXT_LINE = re.compile(
+    rf"(?:[ \t]*{_LINE_BREAK}){{1,2}}[^\w\n\\]{{0,6}}[ \t]*,?[ \t]*{_ADDR_TOKEN}(?:,?[ \t]+{_ADDR_TOKEN}){{0,5}}[ \t]*(?=\r?\n|\\n|$)"
+)
+
+
+def extend_address_block(text: str, findings: list[Candidate]) -> list[Candidate]:
+    """Extend each STREET_ADDRESS over its town (same line) and up to four address lines.
+
+    The extension covers unlabelled text only: it stops where the next finding starts.
+
+    >>> t = "sent to 12 Elm Road, Petosino\\n Apt. 4\\n LARNAKA\\n\\nThanks"
+    >>> [t[c.start:c.end] for c in extend_address_block(t, [Candidate(8, 19, "STREET_ADDRESS", .8)])]
+    ['12 Elm Road, Petosino\\n Apt. 4\\n LARNAKA']
+    """
+    out: list[Candidate] = []
+    for idx, f in enumerate(findings):
+        if f.entity != "STREET_ADDRESS":
+            out.append(f)
+            continue
+        end = f.end
+        m = _SAME_LINE.match(text, end)
+        if m:
+            end = m.end()
+        for _ in range(4):
+            m = _NEXT_LINE.match(text, end)
+            if not m or ":" in m.group():
+                break
+            breaks = len(re.findall(_LINE_BREAK, m.group()))
+            if breaks > 1 and not any(ch.isdigit() for ch in m.group()):
+                break  # past a blank line only a postcode line still belongs to the address
+            end = m.end()
+        for later in findings[idx + 1 :]:
+            if later.start < end:  # never swallow another finding: stop before it
+                end = later.start
+            break
+        while end > f.end and not text[end - 1].isalnum():
+            end -= 1
+        out.append(f if end == f.end else Candidate(f.start, end, f.entity, f.score, f.source, f.recognizer))
     return out

@@ -139,7 +139,7 @@ def resolve(
 
     accepted = _merge_adjacent(text, accepted, merge_gap)
     if recall_first:
-        accepted = refine.absorb_address_parts(text, accepted)
+        accepted = refine.extend_address_block(text, refine.absorb_address_parts(text, accepted))
     allow = {a.strip().lower() for a in allow_list if a.strip()}
     if allow:
         accepted = [a for a in accepted if text[a.start : a.end].strip().lower() not in allow]

@@ -5,11 +5,11 @@ explicit registry; a policy's recall-first pipeline runs :data:`RECALL_FIRST` in
 Word lists are data files in ``safeguard/pii/data/`` (see its README for sources).
 
 >>> sorted(RECOGNIZERS)[:3]
-['cities', 'datetime', 'facilities']
+['ages_after_names', 'cities', 'datetime']
 >>> get_recognizer("nope")
 Traceback (most recent call last):
 ...
-safeguard.errors.ConfigError: unknown recognizer 'nope'; known: cities, datetime, facilities, given_names, intl_phone, obfuscated_email, postcode
+safeguard.errors.ConfigError: unknown recognizer 'nope'; known: ages_after_names, cities, datetime, facilities, given_names, intl_phone, names_before_verbs, obfuscated_email, places_after_cue, postcode, streets, surname_pairs
 """
 
 from __future__ import annotations
@@ -24,8 +24,18 @@ from safeguard.pii.recognizers.formats import (
     obfuscated_email_candidates,
     postcode_candidates,
 )
-from safeguard.pii.recognizers.names import given_name_candidates
-from safeguard.pii.recognizers.places import city_candidates, facility_candidates
+from safeguard.pii.recognizers.names import (
+    age_after_name_candidates,
+    given_name_candidates,
+    name_before_verb_candidates,
+    surname_pair_candidates,
+)
+from safeguard.pii.recognizers.places import (
+    city_candidates,
+    facility_candidates,
+    place_after_cue_candidates,
+    street_candidates,
+)
 
 __all__ = ["RECALL_FIRST", "RECOGNIZERS", "get_recognizer", "register_recognizer", "run_recognizers"]
 
@@ -66,11 +76,16 @@ register_recognizer("intl_phone", intl_phone_candidates)
 register_recognizer("postcode", postcode_candidates)
 register_recognizer("obfuscated_email", obfuscated_email_candidates)
 register_recognizer("given_names", given_name_candidates)
+register_recognizer("surname_pairs", surname_pair_candidates)
+register_recognizer("names_before_verbs", name_before_verb_candidates)
+register_recognizer("ages_after_names", age_after_name_candidates)
 register_recognizer("cities", city_candidates)
 register_recognizer("facilities", facility_candidates)
+register_recognizer("streets", street_candidates)
+register_recognizer("places_after_cue", place_after_cue_candidates)
 
 #: What a recall-first policy runs, in order.
 RECALL_FIRST: tuple[str, ...] = (
-    "datetime", "intl_phone", "postcode", "obfuscated_email", "given_names", "cities",
-    "facilities",
+    "datetime", "intl_phone", "postcode", "obfuscated_email", "given_names", "surname_pairs", "names_before_verbs", "ages_after_names", "cities",
+    "facilities", "streets", "places_after_cue",
 )  # fmt: skip

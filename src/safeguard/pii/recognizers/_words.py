@@ -7,8 +7,10 @@ import re
 
 from safeguard.pii.recognizers.wordlists import word_list
 
-#: A word: letters (accented too), inner apostrophes and hyphens.
-WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ž](?:[A-Za-zÀ-ÖØ-öø-ÿĀ-ž]|['’-](?=[A-Za-zÀ-ÖØ-öø-ÿĀ-ž]))*")
+#: A word: letters (accented, Greek, Cyrillic too), inner apostrophes and hyphens; never
+#: starting right after a backslash ("\\nDonna" in escaped text is "Donna").
+LETTER = "A-Za-zÀ-ÖØ-öø-ÿĀ-žΆ-ώЀ-ӿ"
+WORD = re.compile(rf"(?<!\\)[{LETTER}](?:[{LETTER}]|['’-](?=[{LETTER}]))*")
 
 _DOSE = re.compile(
     r"[ \t]*\(?\d+(?:[.,]\d+)?[ \t]*(?:mg|mcg|µg|ug|g|ml|mL|units?|iu|IU|%|tabs?|caps?|puffs?|meq|mEq)\b"
@@ -42,14 +44,21 @@ def dose_follows(text: str, end: int) -> bool:
 
 
 def shape(word: str) -> str:
-    """``title`` (Anna, O'Neil, McAllister), ``upper`` (ANNA), ``lower`` (anna) or ``other``."""
-    letters = [c for c in word if c.isalpha()]
-    if not letters:
-        return "other"
-    if all(c.isupper() for c in letters):
-        return "upper" if len(letters) > 1 else "title"
-    if letters[0].isupper():
+    """``title`` (Anna, O'Neil, McAllister), ``upper`` (ANNA), ``lower`` (anna) or ``other``.
+
+    >>> [shape(w) for w in ("Anna", "ANNA", "anna", "A", "aNNA")]
+    ['title', 'upper', 'lower', 'title', 'other']
+    """
+    if word.isupper():
+        return "upper" if sum(c.isalpha() for c in word[:2]) > 1 else "title"
+    if word[:1].isupper():
         return "title"
-    if all(c.islower() for c in letters):
+    if word.islower():
         return "lower"
     return "other"
+
+
+@functools.lru_cache(maxsize=16)
+def tokens(text: str) -> tuple[tuple[int, int, str, str], ...]:
+    """``(start, end, word, shape)`` of every word in ``text`` (cached: recognizers share it)."""
+    return tuple((m.start(), m.end(), m.group(), shape(m.group())) for m in WORD.finditer(text))

@@ -19,7 +19,13 @@ from collections.abc import Iterator
 
 from safeguard.pii.patterns import _MONTH, Candidate
 
-__all__ = ["datetime_candidates", "intl_phone_candidates", "obfuscated_email_candidates", "postcode_candidates"]
+__all__ = [
+    "contextual_phone_candidates",
+    "datetime_candidates",
+    "intl_phone_candidates",
+    "obfuscated_email_candidates",
+    "postcode_candidates",
+]
 
 _TIME = r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?(?:[ \t]?(?:[AaPp]\.?[Mm]\.?))?"
 _ISO = re.compile(
@@ -30,6 +36,11 @@ _DATE_THEN_TIME = re.compile(
     r"(?<![\d/.-])(?:0?[1-9]|[12]\d|3[01])[/.-](?:0?[1-9]|[12]\d|3[01])(?:[/.-](?:19|20)?\d{2})?"
     rf",?[ \t]+(?:at[ \t]+)?{_TIME}(?![\d:])"
 )
+_WEEKDAY_DATE = re.compile(
+    r"(?<![\w/])(?:Mon|Tue|Tues|Wed|Thu|Thur|Thurs|Fri|Sat|Sun)(?:day|nesday|rsday|urday|sday)?\.?,?[ \t]+"
+    r"(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])(?:/(?:19|20)?\d{2})?(?![\d/])",
+    re.IGNORECASE,
+)
 _DASHED = re.compile(
     rf"(?<![\w-])(?:0?[1-9]|[12]\d|3[01])-{_MONTH}-(?:19|20)?\d{{2}}(?![\w-])", re.IGNORECASE
 )
@@ -38,8 +49,8 @@ _PHONE_WORD = re.compile(
     r"(?i)\b(?:phone|tel|telephone|mobile|cell|call|contact|reached|reachable|on|number|fax|ph)\b[^\n]{0,12}$"
 )
 _NATIONAL = re.compile(
-    r"(?<![\w+./-])(?:\(0\d{1,4}\)|0\d{1,4}|00[1-9]\d{0,2}(?:[ .-]?\(?0?\)?)?)"
-    r"(?:[ .\-/]?\(?\d{1,5}\)?){1,5}(?![\w/-]|\.\d)"
+    r"(?<![\w+./-])(?:\(0\d{1,4}\)|0\d{1,4}|(?:00|\+)[1-9]\d{0,2}[ .-]?\(0\)\d{0,4}|00[1-9]\d{0,2})"
+    r"(?:[ .\-/]?\(?\d{1,5}\)?){1,5}(?![\w/]|[.-]\d)"
 )
 
 _UK = r"[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[ABD-HJLNP-UW-Z]{2}"
@@ -66,7 +77,7 @@ def datetime_candidates(text: str) -> Iterator[Candidate]:
     if not any(ch.isdigit() for ch in text):
         return
     for rx, score, rule in ((_ISO, 0.85, "iso-datetime"), (_DATE_THEN_TIME, 0.7, "date-time"),
-                            (_DASHED, 0.85, "dashed-date")):  # fmt: skip
+                            (_DASHED, 0.85, "dashed-date"), (_WEEKDAY_DATE, 0.7, "weekday-date")):  # fmt: skip
         for m in rx.finditer(text):
             yield Candidate(m.start(), m.end(), "DATE_TIME", score, "pattern", rule)
 
@@ -77,6 +88,7 @@ def intl_phone_candidates(text: str) -> Iterator[Candidate]:
     >>> [t[c.start:c.end] for t in ["mobile 07700 900461"] for c in intl_phone_candidates(t)]
     ['07700 900461']
     """
+    yield from contextual_phone_candidates(text)
     for m in _NATIONAL.finditer(text):
         value = m.group().rstrip(" .-/")
         digits = sum(ch.isdigit() for ch in value)
@@ -87,6 +99,26 @@ def intl_phone_candidates(text: str) -> Iterator[Candidate]:
             m.start(), m.start() + len(value), "PHONE_NUMBER", 0.75 if ctx else 0.45, "pattern",
             "intl-phone",
         )  # fmt: skip
+
+
+#: Digit groups after a phone word, any country: "call me on 96 190351", "(87) 362-625".
+_AFTER_PHONE_WORD = re.compile(
+    r"(?i)\b(?:phone|tel|telephone|mobile|cell|call(?:\s+me)?(?:\s+(?:on|at))?|reach(?:ed)?\s+(?:me\s+)?(?:on|at)|answering\s+at"
+    r"|desk|office|home|work|fax|number(?:\s+is)?)\b[:.]?[ \t]*(?:\\n|\n)?[ \t]*"
+    r"(?P<v>\(?\d{1,4}\)?(?:[ .-]\(?\d{2,8}\)?){1,4})(?![\w/]|[.,-]\d)"
+)
+
+
+def contextual_phone_candidates(text: str) -> Iterator[Candidate]:
+    """Phone numbers of any national shape right after a phone word (6 to 13 digits).
+
+    >>> [t[c.start:c.end] for t in ["You can call 934 92 965"] for c in contextual_phone_candidates(t)]
+    ['934 92 965']
+    """
+    for m in _AFTER_PHONE_WORD.finditer(text):
+        v = m.group("v")
+        if 6 <= sum(ch.isdigit() for ch in v) <= 13:
+            yield Candidate(*m.span("v"), "PHONE_NUMBER", 0.6, "pattern", "phone-after-word")
 
 
 def postcode_candidates(text: str) -> Iterator[Candidate]:

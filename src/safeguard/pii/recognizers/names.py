@@ -12,15 +12,22 @@ Pure Python; candidates have ``source="lexicon"`` (ranked with NER, below valida
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 
 from safeguard.pii.patterns import Candidate
-from safeguard.pii.recognizers._words import WORD, dose_follows, is_common, is_drug, shape
+from safeguard.pii.recognizers._words import dose_follows, is_common, is_drug, shape, tokens
 from safeguard.pii.recognizers.wordlists import word_list
 
-__all__ = ["given_name_candidates"]
+__all__ = [
+    "age_after_name_candidates",
+    "given_name_candidates",
+    "name_before_verb_candidates",
+    "surname_pair_candidates",
+]
 
-PAIR_SCORE = 0.5
+PAIR_SCORE = 0.6
 SINGLE_SCORE = 0.4
 
 
@@ -43,7 +50,7 @@ def given_name_candidates(text: str) -> Iterator[Candidate]:
     ...  for c in given_name_candidates(text)]
     ['Sophie Martin']
     """
-    words = [(m.start(), m.end(), m.group()) for m in WORD.finditer(text)]
+    words = [(s, e, w) for s, e, w, _ in tokens(text)]
     n = len(words)
     i = 0
     while i < n:
@@ -52,20 +59,6 @@ def given_name_candidates(text: str) -> Iterator[Candidate]:
         if kind == "other" or not _is_given(w) or not _ok_name_word(w) or dose_follows(text, e):
             i += 1
             continue
-        # "Surname, Given": the surname before a comma
-        if i > 0:
-            ps, pe, pw = words[i - 1]
-            between = text[pe:s]
-            if (
-                between.strip() == ","
-                and "\n" not in between
-                and shape(pw) == kind
-                and kind != "lower"
-                and _ok_name_word(pw)
-            ):
-                yield Candidate(ps, e, "PERSON", PAIR_SCORE, "lexicon", "given-name:surname-first")
-                i += 1
-                continue
         # "Given [I.] Surname [Surname]"
         j = i + 1
         end = e
@@ -91,6 +84,101 @@ def given_name_candidates(text: str) -> Iterator[Candidate]:
             yield Candidate(s, end, "PERSON", PAIR_SCORE, "lexicon", "given-name:pair")
             i = j
             continue
+        # "Surname, Given": the surname before a comma
+        if i > 0:
+            ps, pe, pw = words[i - 1]
+            between = text[pe:s]
+            if (
+                between.strip() == ","
+                and "\n" not in between
+                and shape(pw) == kind
+                and kind != "lower"
+                and _ok_name_word(pw)
+                and not pw.endswith(("'s", "’s"))
+            ):
+                yield Candidate(ps, e, "PERSON", PAIR_SCORE, "lexicon", "given-name:surname-first")
+                i += 1
+                continue
         if kind == "title" or (kind == "upper" and len(w) > 2):
             yield Candidate(s, e, "PERSON", SINGLE_SCORE, "lexicon", "given-name:single")
         i += 1
+
+
+@functools.cache
+def _not_surname_context() -> frozenset[str]:
+    from safeguard.pii.patterns import _STREET_SUFFIXES
+
+    return (
+        frozenset(w.lower() for w in _STREET_SUFFIXES)
+        | word_list("org_words")
+        | word_list("facility_words")
+        | word_list("cities")
+        | word_list("countries")
+    )
+
+
+def surname_pair_candidates(text: str) -> Iterator[Candidate]:
+    """PERSON candidates for a capitalised word followed by a listed surname.
+
+    For given names no list holds ("Thiago Alves", "Edda Greco"): the first word must not be
+    a common word, a drug, a place, a street or an organisation word; the second must be a
+    US Census surname and none of those either. Both words are capitalised (all-capital pairs are headers more often than names).
+
+    >>> [t[c.start:c.end] for t in ["Thiago Alves\\\\nPrincipal"] for c in surname_pair_candidates(t)]
+    ['Thiago Alves']
+    """
+    words = [(s, e, w) for s, e, w, _ in tokens(text)]
+    blocked = _not_surname_context()
+    for (s, e, w), (ns, ne, nw) in zip(words, words[1:], strict=False):
+        kind = shape(w)
+        if kind != "title" or shape(nw) != kind or text[e:ns] not in (" ", "\t", "  "):
+            continue
+        if len(w) < 3 or not _is_surname(nw) or not _ok_name_word(w) or not _ok_name_word(nw):
+            continue
+        if w.lower() in blocked or nw.lower() in blocked or dose_follows(text, ne):
+            continue
+        yield Candidate(s, ne, "PERSON", SINGLE_SCORE, "lexicon", "surname-pair")
+
+
+#: A sentence or line start, a capitalised word, then a verb that takes a person subject.
+_NAME_VERB = re.compile(
+    r"(?:^|(?<=[\n.!?:])|(?<=\\n))[ \t\"'(]*(?P<v>[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'’-]{2,})[ \t]+(?P<verb>[a-z]+)\b"
+)
+
+
+def name_before_verb_candidates(text: str) -> Iterator[Candidate]:
+    """PERSON candidates: a capitalised word opening a sentence or line before a person verb.
+
+    "Henrik lives at ...", "Kovalev began writing ...": the verb comes from
+    ``data/person_verbs.txt``; the word must not be a common word, a drug, a place or an
+    organisation word.
+
+    >>> [t[c.start:c.end] for t in ["Seen today.\\nHenrik lives alone."] for c in name_before_verb_candidates(t)]
+    ['Henrik']
+    """
+    verbs = word_list("person_verbs")
+    blocked = _not_surname_context()
+    for m in _NAME_VERB.finditer(text):
+        w = m.group("v")
+        if m.group("verb") not in verbs or not _ok_name_word(w) or w.lower() in blocked:
+            continue
+        yield Candidate(*m.span("v"), "PERSON", SINGLE_SCORE, "lexicon", "name-before-verb")
+
+
+_AGE_IS = re.compile(
+    r"\b(?P<who>[A-Z][a-z'’-]+|[Hh]e|[Ss]he|[Pp]atient|[Pp]t)[ \t]+(?:is|was|turned|turns)[ \t]+"
+    r"(?P<v>9\d|1[01]\d)(?![\d.,]\d|[ \t]*(?:%|/|mg|kg|lb|bpm|mm|cm|percent|degrees|°))"
+)
+
+
+def age_after_name_candidates(text: str) -> Iterator[Candidate]:
+    """AGE_OVER_89 candidates: "Albert is 91", "she turned 100" (not "HR is 92", "Sat was 95%").
+
+    >>> [t[c.start:c.end] for t in ["Albert is 91; HR is 92"] for c in age_after_name_candidates(t)]
+    ['91']
+    """
+    for m in _AGE_IS.finditer(text):
+        who = m.group("who")
+        if who[0].isupper() and who.lower() not in ("he", "she", "patient", "pt") and not _ok_name_word(who):
+            continue
+        yield Candidate(*m.span("v"), "AGE_OVER_89", 0.6, "pattern", "age-after-name")

@@ -12,14 +12,20 @@ Pure Python; ``source="lexicon"``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
 from safeguard.pii.patterns import Candidate
-from safeguard.pii.recognizers._words import WORD, is_common, is_drug, shape
+from safeguard.pii.recognizers._words import LETTER, WORD, is_common, is_drug, shape, tokens
 from safeguard.pii.recognizers.wordlists import word_list
 
-__all__ = ["city_candidates"]
+__all__ = [
+    "city_candidates",
+    "facility_candidates",
+    "place_after_cue_candidates",
+    "street_candidates",
+]
 
 CITY_SCORE = 0.5
 _PREP = re.compile(r"(?i)\b(?:in|from|to|near|at|of|outside|around|visiting|lives|live|moved)[ \t]+$")
@@ -34,22 +40,20 @@ def city_candidates(text: str) -> Iterator[Candidate]:
     ['Sun City', 'Tucson']
     """
     cities = word_list("cities")
-    words = [
-        (m.start(), m.end(), m.group())
-        for m in WORD.finditer(text)
-    ]
+    firsts = _first_words()
+    words = tokens(text)
     n = len(words)
     i = 0
     while i < n:
-        s, e, w = words[i]
-        if shape(w) not in ("title", "upper"):
+        s, e, w, kind = words[i]
+        if kind not in ("title", "upper") or w.lower() not in firsts:
             i += 1
             continue
         best = None
         for k in range(min(n, i + 4) - 1, i - 1, -1):
             seg_end = words[k][1]
             phrase = text[s:seg_end]
-            if "\n" in phrase or any(shape(x[2]) not in ("title", "upper", "lower") for x in words[i : k + 1]):
+            if "\n" in phrase or any(x[3] == "other" for x in words[i : k + 1]):
                 continue
             if k > i and not all(_JOIN.fullmatch(text[words[j][1] : words[j + 1][0]]) for j in range(i, k)):
                 continue
@@ -60,7 +64,7 @@ def city_candidates(text: str) -> Iterator[Candidate]:
             i += 1
             continue
         k, end = best
-        if shape(words[k][2]) == "lower":  # "Sun city": last word must be capitalised too
+        if words[k][3] == "lower":  # "Sun city": last word must be capitalised too
             i += 1
             continue
         if k == i and not _single_ok(text, s, end, w):
@@ -68,6 +72,11 @@ def city_candidates(text: str) -> Iterator[Candidate]:
             continue
         yield Candidate(s, end, "LOCATION", CITY_SCORE, "lexicon", "city")
         i = k + 1
+
+
+@functools.cache
+def _first_words() -> frozenset[str]:
+    return frozenset(c.split()[0].split("-")[0] for c in word_list("cities") if c.split())
 
 
 def _single_ok(text: str, start: int, end: int, word: str) -> bool:
@@ -93,15 +102,15 @@ def facility_candidates(text: str) -> Iterator[Candidate]:
     ['Mass General', 'Bruntsfield Medical Practice']
     """
     facility = word_list("facility_words")
-    words = [(m.start(), m.end(), m.group()) for m in WORD.finditer(text)]
-    for k, (s, e, w) in enumerate(words):
+    words = tokens(text)
+    for k, (s, e, w, _) in enumerate(words):
         lw = w.lower()
         if lw not in facility or lw in _NOT_FINAL or shape(w) not in ("title", "upper"):
             continue
         i = k
         while i > 0 and k - i < 3:
-            ps, pe, pw = words[i - 1]
-            if shape(pw) not in ("title", "upper") or text[pe : words[i][0]] not in (" ", "\t"):
+            ps, pe, pw, pshape = words[i - 1]
+            if pshape not in ("title", "upper") or text[pe : words[i][0]] not in (" ", "\t"):
                 break
             if is_common(pw) and pw.lower() not in facility:
                 break
@@ -109,3 +118,83 @@ def facility_candidates(text: str) -> Iterator[Candidate]:
         if i == k or words[i][2].lower() in facility:
             continue
         yield Candidate(words[i][0], e, "LOCATION", CITY_SCORE, "lexicon", "facility")
+
+
+_CAP = rf"[A-ZÀ-ÖØ-ÞĀ-ŽΆ-ΏΑ-ΩЀ-Я][{LETTER}'’.-]*"
+_PARTICLE = r"(?:de|do|da|dos|das|del|della|di|du|la|le|van|von|der|den|ul\.|u\.|al|el)"
+_NUM = r"\d{1,5}[A-Za-z]?"
+#: House number, street name, number: "393 Norra Bäckebo 73", "5142 Rua Katumi Kida 435".
+_NUM_WORDS_NUM = re.compile(
+    rf"(?:(?<=\\n)|(?<![\w.,/:-])){_NUM}[ \t]+(?:(?:{_CAP}|{_PARTICLE})[ \t]+){{1,5}}{_NUM}(?![\w/:-]|[.,]\d)"
+)
+#: A street-name word ending in a street morpheme, then a number: "Frørupvej 65", "Motzstr. 49".
+_MORPHEME = (
+    r"(?i:vej|gade|gata|gatan|vägen|veien|vegen|straat|laan|weg|gracht|kade|plein|utca|útja|út"
+    r"|tie|katu|braut|gasse|ring|damm|strasse|straße|str\.|ulica|caddesi|sokak|odos|street|road)"
+)
+_MORPHEME_NUM = re.compile(
+    rf"(?<![\w-])(?:{_CAP}[ \t]+){{0,2}}{_CAP[:-1]}*?{_MORPHEME}[ \t]+{_NUM}(?![\w/:-]|[.,]\d)"
+)
+#: US military mail: "Unit 4035 Box 0348", "PSC 2059, Box 1024", then "APO AE 09012".
+_MILITARY = re.compile(
+    r"\b(?:(?:Unit|PSC|CMR)[ \t]+\d{1,5},?[ \t]+Box[ \t]+\d{1,5}(?:\s*\\n\s*|\s+)?)?"
+    r"(?:(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5})?"
+)
+
+
+def street_candidates(text: str) -> Iterator[Candidate]:
+    """STREET_ADDRESS candidates in international shapes the patterns do not cover.
+
+    >>> [t[c.start:c.end] for t in ["at 393 Norra Bäckebo 73 and Frørupvej 65"]
+    ...  for c in street_candidates(t)]
+    ['393 Norra Bäckebo 73', 'Frørupvej 65']
+    """
+    if not any(ch.isdigit() for ch in text):
+        return
+    for m in _NUM_WORDS_NUM.finditer(text):
+        words = WORD.findall(m.group())
+        if any(is_common(w) or is_drug(w) for w in words if w[0].isupper()):
+            continue
+        yield Candidate(m.start(), m.end(), "STREET_ADDRESS", 0.5, "lexicon", "street:number-name-number")
+    for m in _MORPHEME_NUM.finditer(text):
+        s = m.start()
+        while s < m.end() and not text[s].isalpha():
+            s += 1
+        yield Candidate(s, m.end(), "STREET_ADDRESS", 0.5, "lexicon", "street:name-number")
+    for m in _MILITARY.finditer(text):
+        if m.end() - m.start() > 8:
+            yield Candidate(m.start(), m.end(), "STREET_ADDRESS", 0.6, "pattern", "street:military")
+
+
+#: Words after which a capitalised phrase is a place: "grew up in Parau", "lives in OFFERDAL".
+_PLACE_CUE = re.compile(
+    r"(?i)\b(?:grew\s+up|was\s+raised|raised|born|lives?|living|resides?|residing|moved|relocated"
+    r"|originally|visiting|arrived|located|based|staying|stays|travell?ed|returned|i'?m|we'?re|is)"
+    r"\s+(?:back\s+)?(?:in|from|to|at|near)\s+$"
+)
+_PLACE_WORD = rf"(?:{_CAP})"
+_PLACE_RUN = re.compile(
+    rf"{_PLACE_WORD}(?:[ \t]+(?:{_PARTICLE}|nad|pri|pod|na|sur|am|an|im|upon|on)?[ \t]*{_PLACE_WORD}){{0,3}}"
+)
+
+
+def place_after_cue_candidates(text: str) -> Iterator[Candidate]:
+    """LOCATION candidates for capitalised phrases right after a residence or travel cue.
+
+    >>> [t[c.start:c.end] for t in ["He grew up in Videm pri Ptuju."] for c in place_after_cue_candidates(t)]
+    ['Videm pri Ptuju']
+    """
+    not_places = word_list("countries")
+    for m in _PLACE_RUN.finditer(text):
+        s = m.start()
+        if not _PLACE_CUE.search(text, max(0, s - 30), s):
+            continue
+        words = WORD.findall(m.group())
+        if not words or all(is_common(w) for w in words) or is_common(words[0]):
+            continue
+        if m.group().lower() in not_places or is_drug(words[0]):
+            continue
+        e = m.end()
+        while e > s and text[e - 1] in ".'’-":
+            e -= 1
+        yield Candidate(s, e, "LOCATION", 0.45, "lexicon", "place-after-cue")

@@ -26,6 +26,7 @@ WORD_LISTS: tuple[str, ...] = (
     "stop_words",
     "org_words",
     "facility_words",
+    "person_verbs",
 )
 
 
