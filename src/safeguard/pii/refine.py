@@ -31,6 +31,7 @@ from safeguard.pii.recognizers.wordlists import word_list
 
 __all__ = [
     "REMAPPED_NER_ENTITIES",
+    "unescape_line_breaks",
     "absorb_address_parts",
     "drug_guard",
     "extend_address_block",
@@ -41,6 +42,20 @@ __all__ = [
 
 #: NER labels that stock Presidio throws away and a recall-first policy re-examines.
 REMAPPED_NER_ENTITIES: tuple[str, ...] = ("ORGANIZATION", "NRP", "PRODUCT")
+
+def unescape_line_breaks(text: str) -> str:
+    """``text`` with escaped line breaks (the two characters ``\\n``) as a blank and a real one.
+
+    The length is unchanged, so offsets found in the result are offsets in ``text``; NER and
+    the recognizers then see the lines of JSON-escaped text as lines.
+
+    >>> unescape_line_breaks("Ann Lee\\\\nPhone: 555")
+    'Ann Lee \\nPhone: 555'
+    """
+    if "\\" not in text:
+        return text
+    return text.replace("\\r\\n", "  \n ").replace("\\n", " \n").replace("\\t", "  ")
+
 
 _BREAK = re.compile(r"\r\n|\r|\n|\\n|\\r\\n")
 _PARTICLES = frozenset({"de", "da", "di", "del", "della", "van", "von", "der", "den", "la", "le",

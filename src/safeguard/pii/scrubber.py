@@ -17,6 +17,7 @@ from safeguard.pii.keys import PseudonymKey
 from safeguard.pii.operators import DocumentContext, apply_operator, document_digest
 from safeguard.pii.patterns import PATTERN_ENTITIES, Candidate, PatternDetector
 from safeguard.pii.recognizers import RECALL_FIRST, run_recognizers
+from safeguard.pii.refine import unescape_line_breaks
 from safeguard.pii.resolve import resolve
 from safeguard.pii.types import Finding, ScrubResult
 
@@ -160,6 +161,8 @@ class Scrubber:
             if not isinstance(text, str):
                 raise ConfigError(f"texts[{i}] must be a str, got {type(text).__name__}")
             _check_unicode(text, f"texts[{i}]")
+            if cfg.recall_first:  # same length: offsets stay valid for the original text
+                text = unescape_line_breaks(text)
             for s, e in chunk_spans(text, cfg.max_chunk_chars, cfg.chunk_overlap):
                 pieces.append(text[s:e])
                 owners.append((i, s))
@@ -179,7 +182,7 @@ class Scrubber:
         out = []
         for text, cands in zip(texts, gathered, strict=True):
             resolved = resolve(
-                text,
+                unescape_line_breaks(text) if cfg.recall_first else text,
                 cands,
                 threshold=cfg.score_threshold,
                 entity_thresholds=cfg.entity_thresholds,

@@ -5,11 +5,11 @@ explicit registry; a policy's recall-first pipeline runs :data:`RECALL_FIRST` in
 Word lists are data files in ``safeguard/pii/data/`` (see its README for sources).
 
 >>> sorted(RECOGNIZERS)[:3]
-['ages_after_names', 'cities', 'datetime']
+['ages_after_names', 'cities', 'country_postcodes']
 >>> get_recognizer("nope")
 Traceback (most recent call last):
 ...
-safeguard.errors.ConfigError: unknown recognizer 'nope'; known: ages_after_names, cities, datetime, facilities, given_names, intl_phone, names_before_verbs, obfuscated_email, places_after_cue, postcode, streets, surname_pairs
+safeguard.errors.ConfigError: unknown recognizer 'nope'; known: ages_after_names, cities, country_postcodes, datetime, facilities, given_names, intl_phone, named_streets, names_before_verbs, obfuscated_email, places_after_cue, postcode, streets, surname_pairs
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from safeguard.pii.recognizers.names import (
 )
 from safeguard.pii.recognizers.places import (
     city_candidates,
+    country_postcode_candidates,
     facility_candidates,
+    named_street_candidates,
     place_after_cue_candidates,
     street_candidates,
 )
@@ -83,9 +85,11 @@ register_recognizer("cities", city_candidates)
 register_recognizer("facilities", facility_candidates)
 register_recognizer("streets", street_candidates)
 register_recognizer("places_after_cue", place_after_cue_candidates)
+register_recognizer("named_streets", named_street_candidates)
+register_recognizer("country_postcodes", country_postcode_candidates)
 
 #: What a recall-first policy runs, in order.
 RECALL_FIRST: tuple[str, ...] = (
     "datetime", "intl_phone", "postcode", "obfuscated_email", "given_names", "surname_pairs", "names_before_verbs", "ages_after_names", "cities",
-    "facilities", "streets", "places_after_cue",
+    "facilities", "streets", "places_after_cue", "named_streets", "country_postcodes",
 )  # fmt: skip

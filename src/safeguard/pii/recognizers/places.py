@@ -22,7 +22,9 @@ from safeguard.pii.recognizers.wordlists import word_list
 
 __all__ = [
     "city_candidates",
+    "country_postcode_candidates",
     "facility_candidates",
+    "named_street_candidates",
     "place_after_cue_candidates",
     "street_candidates",
 ]
@@ -198,3 +200,47 @@ def place_after_cue_candidates(text: str) -> Iterator[Candidate]:
         while e > s and text[e - 1] in ".'’-":
             e -= 1
         yield Candidate(s, e, "LOCATION", 0.45, "lexicon", "place-after-cue")
+
+
+#: A named street without a house number: "on Inessa Mountain Street", "Elm Rd."
+_NAMED_STREET = re.compile(
+    rf"(?<![\w-])(?P<v>(?:{_CAP}[ \t]+){{1,3}}(?:Street|Road|Avenue|Lane|Drive|Boulevard|Terrace"
+    r"|Crescent|Place|Court|Way|St\.|Rd\.|Ave\.|Blvd\.|Ln\.|Dr\.(?=\s+[a-z])))(?![\w-])"
+)
+
+
+def named_street_candidates(text: str) -> Iterator[Candidate]:
+    """STREET_ADDRESS candidates for a capitalised street name with a street word, no number.
+
+    >>> [t[c.start:c.end] for t in ["shows on Inessa Mountain Street were"] for c in named_street_candidates(t)]
+    ['Inessa Mountain Street']
+    """
+    for m in _NAMED_STREET.finditer(text):
+        words = WORD.findall(m.group("v"))
+        s = m.start("v")
+        # drop leading common words ("The Main Street" -> "Main Street")
+        while words and is_common(words[0]) and len(words) > 2:
+            s = text.index(words[1], s + len(words[0]))
+            words.pop(0)
+        if len(words) < 2 or is_common(words[0]) or is_drug(words[0]):
+            continue
+        yield Candidate(s, m.end("v"), "STREET_ADDRESS", 0.45, "lexicon", "street:named")
+
+
+_COUNTRY_POSTCODE = re.compile(
+    rf"(?P<c>{_CAP}(?:[ \t]+{_CAP}){{0,2}}(?:[ \t]+\([^)\n]{{1,20}}\))?)[ \t]+(?P<v>\d{{4,6}}|\d{{2}}-\d{{3}}|\d{{3}}[ ]\d{{2}})(?![\w-])"
+)
+
+
+def country_postcode_candidates(text: str) -> Iterator[Candidate]:
+    """ZIP_CODE candidates for a postcode after a country name ("Cyprus 96183").
+
+    >>> [t[c.start:c.end] for t in ["Larnaka\\nCyprus (Greek) 96183"] for c in country_postcode_candidates(t)]
+    ['96183']
+    """
+    countries = word_list("countries")
+    for m in _COUNTRY_POSTCODE.finditer(text):
+        name = re.sub(r"\s*\(.*\)$", "", m.group("c")).lower()
+        words = name.split()
+        if any(" ".join(words[i:]) in countries for i in range(len(words))):
+            yield Candidate(*m.span("v"), "ZIP_CODE", 0.6, "pattern", "postcode-after-country")
