@@ -169,23 +169,52 @@ def remap_entity(text: str, cand: Candidate) -> Candidate | None:
     return Candidate(cand.start, cand.end, entity, cand.score, cand.source, f"{cand.recognizer}:{cand.entity.lower()}")
 
 
-def drug_guard(text: str, cand: Candidate) -> bool:
-    """Whether a NER or word-list PERSON/LOCATION survives the drug check.
+def drug_guard(text: str, cand: Candidate) -> Candidate | None:
+    """A NER or word-list PERSON/LOCATION without its drug names, or None if nothing is left.
 
-    >>> t = "Lasix 10 mg and Tylenol"
-    >>> drug_guard(t, Candidate(0, 5, "PERSON", .5, "ner")), drug_guard(t, Candidate(16, 23, "PERSON", .5, "ner"))
-    (False, False)
+    Drug words (and a dose after them) are cut off the ends of the span; what remains is
+    dropped when it is a lone word that no name list holds ("Takes Plavix" -> "Takes"), and
+    so is an all-capital abbreviation of two or three letters ("PO", "IV"). Patterns pass.
+
+    >>> t = "Lasix 10 mg; Takes Plavix; Maria Rayos; PO"
+    >>> def guard(phrase):
+    ...     c = drug_guard(t, Candidate(t.index(phrase), t.index(phrase) + len(phrase), "PERSON", .5, "ner"))
+    ...     return c and t[c.start:c.end]
+    >>> [guard(p) for p in ("Lasix", "Takes Plavix", "Maria Rayos", "PO")]
+    [None, None, 'Maria Rayos', None]
     """
     if cand.entity not in ("PERSON", "LOCATION") or cand.source not in ("ner", "lexicon"):
-        return True
-    words = _words(text, cand.start, cand.end)
-    if not words:
-        return True
-    if any(is_drug(w) for w in words) and (
-        dose_follows(text, cand.end) or all(is_drug(w) or is_common(w) for w in words)
+        return cand
+    spans = [(m.start(), m.end(), m.group()) for m in WORD.finditer(text, cand.start, cand.end)]
+    if not spans:
+        return cand
+    if len(spans) == 1 and 2 <= len(spans[0][2]) <= 3 and spans[0][2].isupper():
+        return None
+    given = word_list("given_names")
+    trimmed = False
+    while spans and is_drug(spans[0][2]) and (
+        len(spans) == 1 or dose_follows(text, spans[0][1]) or spans[0][2].lower() not in given
     ):
-        return False
-    return True
+        spans.pop(0)
+        trimmed = True
+    while len(spans) > 1 and is_drug(spans[-1][2]) and spans[-2][2].lower() not in given:
+        spans.pop()
+        trimmed = True
+    if not spans:
+        return None
+    if trimmed and len(spans) == 1 and not _listed(spans[0][2]):
+        return None
+    if dose_follows(text, spans[-1][1]) and is_drug(spans[-1][2]):
+        return None
+    s, e = spans[0][0], spans[-1][1]
+    if (s, e) == (cand.start, cand.end):
+        return cand
+    return Candidate(s, e, cand.entity, cand.score, cand.source, cand.recognizer)
+
+
+def _listed(word: str) -> bool:
+    w = word.lower()
+    return w in word_list("given_names") or w in word_list("cities")
 
 
 _HOUSE_BEFORE = re.compile(r"(?:(?<=\\n)|(?<![\w.,/-]))(\d{1,5}[A-Za-z]?|\d{3}[ ]\d{2}|\d{4,6})[ \t]*,?[ \t]+$")

@@ -132,8 +132,10 @@ def resolve(
             c = ner_candidate_ok(text, c)  # type: ignore[assignment]
             if c is None:
                 continue
-        if recall_first and not refine.drug_guard(text, c):
-            continue
+        if recall_first:
+            c = refine.drug_guard(text, c)  # type: ignore[assignment]
+            if c is None:
+                continue
         kept.append(c)
     accepted = _paint(text, kept)
 

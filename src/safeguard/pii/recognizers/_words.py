@@ -33,6 +33,19 @@ def is_common(word: str) -> bool:
     return word.lower().strip(".'’") in _blocked()
 
 
+@functools.cache
+def _hard_blocked() -> frozenset[str]:
+    from safeguard.pii.patterns import NAME_STOPWORDS, NER_PERSON_STOPWORDS
+
+    return word_list("stop_words") | {w.lower() for w in NAME_STOPWORDS | NER_PERSON_STOPWORDS}
+
+
+def is_surname_after_given(word: str) -> bool:
+    """A common word that still ends a name after a given name ("Lucas Brown", "Ann King")."""
+    w = word.lower()
+    return w in word_list("surnames") and w not in _hard_blocked()
+
+
 def is_drug(word: str) -> bool:
     """A drug or brand name from the shipped drug list (``Tylenol``, ``lasix``)."""
     return word.lower() in word_list("drugs")
@@ -50,7 +63,7 @@ def shape(word: str) -> str:
     ['title', 'upper', 'lower', 'title', 'other']
     """
     if word.isupper():
-        return "upper" if sum(c.isalpha() for c in word[:2]) > 1 else "title"
+        return "upper" if sum(c.isalpha() for c in word) > 1 else "title"
     if word[:1].isupper():
         return "title"
     if word.islower():

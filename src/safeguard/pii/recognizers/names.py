@@ -17,7 +17,14 @@ import re
 from collections.abc import Iterator
 
 from safeguard.pii.patterns import Candidate
-from safeguard.pii.recognizers._words import dose_follows, is_common, is_drug, shape, tokens
+from safeguard.pii.recognizers._words import (
+    dose_follows,
+    is_common,
+    is_drug,
+    is_surname_after_given,
+    shape,
+    tokens,
+)
 from safeguard.pii.recognizers.wordlists import word_list
 
 __all__ = [
@@ -69,7 +76,9 @@ def given_name_candidates(text: str) -> Iterator[Candidate]:
             gap = text[end:ns]
             if not (gap in (" ", "\t") or (gap == ". " and len(prev) == 1)):
                 break
-            if shape(nw) != kind or not _ok_name_word(nw) or dose_follows(text, ne):
+            if shape(nw) != kind or dose_follows(text, ne):
+                break
+            if not _ok_name_word(nw) and not (len(nw) > 1 and not is_drug(nw) and is_surname_after_given(nw)):
                 break
             if len(nw) > 1:
                 if (kind == "lower" or taken == 1) and not _is_surname(nw):
