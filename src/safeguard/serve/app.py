@@ -50,9 +50,8 @@ from safeguard.serve.models import (
     HealthResponse,
     KeyInfo,
     KeysResponse,
-    finite,
 )
-from safeguard.serve.ratelimit import FailureThrottle, TokenBucket
+from safeguard.serve.ratelimit import FailureThrottle, QueryBudget, TokenBucket
 
 __all__ = ["ApiError", "create_app"]
 
@@ -223,6 +222,7 @@ def create_app(
         for t in config.tenants
     }
     in_flight = dict.fromkeys(tenants, 0)  # detection requests per tenant (event loop only)
+    budget = QueryBudget({name: t.texts_per_key_per_day for name, t in tenants.items()})
     throttle = FailureThrottle(
         config.auth_throttle.max_failures,
         config.auth_throttle.window_seconds,
@@ -398,6 +398,17 @@ def create_app(
             if entry is None:
                 raise ApiError(404, f"key {key_id} is not available to this caller")
             entries.append(entry)
+        wait = budget.charge(tenant, key_ids, len(req.texts))
+        if wait:
+            per_day = tenants[tenant].texts_per_key_per_day
+            retry = "86400" if math.isinf(wait) else str(max(1, math.ceil(wait)))
+            raise ApiError(
+                429,
+                f"this tenant's budget of {per_day} texts per key per 24 hours "
+                "(`texts_per_key_per_day`) would be exceeded by this request; it bounds how "
+                f"far a key can be probed. Retry after {retry} s, or send fewer texts",
+                headers={"Retry-After": retry},
+            )
         texts = [t if t.strip() else "" for t in req.texts]
         info = request.state.log
         info.update(
@@ -436,10 +447,33 @@ def create_app(
 # ---------------------------------------------------------------------- helpers
 
 
+#: p-values are reported rounded up to this grid: still valid p-values (rounding up keeps
+#: P(p ≤ α) ≤ α), and too coarse to read single tokens' values from.
+P_VALUE_GRID = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, *(10.0**-k for k in range(3, 31)))
+
+
+def coarse_p_value(p: float) -> float:
+    """``p`` rounded up to :data:`P_VALUE_GRID` (below 1e-30: 1e-30).
+
+    >>> coarse_p_value(0.37), coarse_p_value(0.012), coarse_p_value(3.1e-7), coarse_p_value(0.0)
+    (0.5, 0.02, 1e-06, 1e-30)
+    """
+    for bound in reversed(P_VALUE_GRID):
+        if p <= bound:
+            return bound
+    return 1.0
+
+
 def _result_dicts(
     texts: list[str], outcomes: list[Any], decision_only: bool
 ) -> list[dict[str, Any]]:
-    """Per-text results in the shape of :class:`TextResult` (unset fields left out)."""
+    """Per-text results in the shape of :class:`TextResult` (unset fields left out).
+
+    What a caller learns is aggregate and coarse: a verdict per text; with ``statistics``
+    detail, p-values rounded up to :data:`P_VALUE_GRID` and token counts, never scores.
+    A text with fewer than ``MIN_SCORED_TOKENS`` scored tokens that is not flagged is
+    "too short to test", without statistics.
+    """
     results: list[dict[str, Any]] = []
     for i, (text, outcome) in enumerate(zip(texts, outcomes, strict=True)):
         if not text:
@@ -450,36 +484,39 @@ def _result_dicts(
                     "error": "the text is empty; there is nothing to test",
                 }
             )
-        elif outcome.result is None:
+            continue
+        if outcome.result is None:
             results.append({"index": i, "is_watermarked": None, "error": outcome.error})
-        elif decision_only:
-            results.append({"index": i, "is_watermarked": outcome.result.is_watermarked})
-        else:
-            multi = outcome.result
-            results.append(
-                {
-                    "index": i,
-                    "is_watermarked": multi.is_watermarked,
-                    "p_value": min(multi.adjusted_p_values),
-                    "best_key_id": multi.best_key_id,
-                    "results": [
-                        {
-                            "key_id": r.key_id,
-                            "scheme": r.scheme,
-                            "p_value": r.p_value,
-                            "adjusted_p_value": adj,
-                            "score": finite(r.score),
-                            "num_tokens": r.num_tokens,
-                            "num_scored": r.num_scored,
-                            "method": r.method,
-                            "min_p_value": r.min_p_value,
-                            "approximate": r.approximate,
-                            "warnings": list(r.warnings),
-                        }
-                        for r, adj in zip(multi.results, multi.adjusted_p_values, strict=True)
-                    ],
-                }
+            continue
+        multi = outcome.result
+        verdict = multi.verdict
+        entry: dict[str, Any] = {
+            "index": i,
+            "is_watermarked": multi.is_watermarked,
+            "verdict": verdict,
+        }
+        if not decision_only and verdict != "too short to test":
+            entry.update(
+                p_value=coarse_p_value(min(multi.adjusted_p_values)),
+                best_key_id=multi.best_key_id,
+                results=[
+                    {
+                        "key_id": r.key_id,
+                        "scheme": r.scheme,
+                        "verdict": r.verdict,
+                        "p_value": coarse_p_value(r.p_value),
+                        "adjusted_p_value": coarse_p_value(adj),
+                        "num_tokens": r.num_tokens,
+                        "num_scored": r.num_scored,
+                        "method": r.method,
+                        "min_p_value": r.min_p_value,
+                        "approximate": r.approximate,
+                        "warnings": list(r.warnings),
+                    }
+                    for r, adj in zip(multi.results, multi.adjusted_p_values, strict=True)
+                ],
             )
+        results.append(entry)
     return results
 
 

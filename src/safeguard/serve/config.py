@@ -17,6 +17,8 @@ Example::
         keys: [wm-0123456789abcdef]
         rate_limit: {requests_per_second: 20, burst: 40}
         max_in_flight: 4              # detection requests of this tenant at once; more get 429
+        detail: decision              # verdicts only; `statistics` adds coarse p-values (trusted callers)
+        texts_per_key_per_day: 1000   # probing budget per key; more get 429
     auth_throttle: {max_failures: 10, window_seconds: 60}   # per client address
 """
 
@@ -115,8 +117,14 @@ class Tenant(_Model):
         max_in_flight: Detection requests of this tenant the service works on at once (from
             reading the body to the response); more are refused with 429 and ``Retry-After``,
             so one tenant cannot take every worker thread.
-        detail: ``statistics`` returns p-values and scores per text; ``decision`` returns only
-            whether each text is flagged (less for an attacker probing the detector).
+        detail: ``decision`` (the default) returns only the verdict of each text at the
+            requested rate: a forger gets no gradient to climb. ``statistics`` adds p-values
+            rounded up to a fixed grid (still valid p-values; never scores or per-token values)
+            for callers trusted like key holders: even coarse p-values let a caller hill-climb
+            a forgery within about a thousand queries (``tests/unit/serve/test_probing.py``).
+        texts_per_key_per_day: Texts this tenant may have tested against each key in any 24
+            hours; more are refused with 429 and ``Retry-After``. It bounds what a caller
+            holding a token can learn about a key by probing the detector.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -124,7 +132,8 @@ class Tenant(_Model):
     keys: tuple[str, ...] = Field(min_length=1)
     rate_limit: RateLimit = RateLimit()
     max_in_flight: int = Field(default=4, ge=1, le=1024)
-    detail: Literal["statistics", "decision"] = "statistics"
+    detail: Literal["statistics", "decision"] = "decision"
+    texts_per_key_per_day: int = Field(default=1000, ge=1, le=1_000_000_000)
 
     @field_validator("keys")
     @classmethod

@@ -45,14 +45,22 @@ class DetectRequest(BaseModel):
     false_positive_rate: float | None = Field(default=None, gt=0, lt=1)
 
 
+Verdict = Literal["watermarked", "not watermarked", "too short to test"]
+
+
 class KeyResult(BaseModel):
-    """One key's test of one text (aggregate statistics only; no per-token values)."""
+    """One key's test of one text: aggregate, coarse statistics only.
+
+    p-values are rounded up to a fixed grid (1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, then powers
+    of ten): still valid p-values, too coarse to read a single token's value from. Scores and
+    per-token values are never returned.
+    """
 
     key_id: str
     scheme: str
+    verdict: Verdict
     p_value: float
     adjusted_p_value: float
-    score: float | None
     num_tokens: int
     num_scored: int
     method: str
@@ -65,12 +73,15 @@ class TextResult(BaseModel):
     """The outcome for one text, at the index it had in the request.
 
     ``is_watermarked`` is ``null`` and ``error`` says why when the text could not be tested.
-    With the tenant's ``detail: decision`` only ``index``, ``is_watermarked`` and ``error``
-    are returned.
+    ``verdict`` is ``too short to test`` (and no statistics are given) when the text is not
+    flagged and fewer than 16 of its tokens could be scored: no evidence either way. With the
+    tenant's ``detail: decision`` only ``index``, ``is_watermarked``, ``verdict`` and
+    ``error`` are returned.
     """
 
     index: int
     is_watermarked: bool | None
+    verdict: Verdict | None = None
     p_value: float | None = None
     best_key_id: str | None = None
     results: list[KeyResult] | None = None

@@ -1,4 +1,5 @@
-"""Token buckets: one per tenant for requests, one per client address for failed authentications.
+"""Token buckets: one per tenant for requests, one per client address for failed
+authentications; and a daily query budget per tenant and key.
 
 >>> now = [0.0]
 >>> bucket = TokenBucket(rate=1.0, burst=2, clock=lambda: now[0])
@@ -14,16 +15,27 @@
 >>> throttle.record_failure("10.0.0.1"); throttle.record_failure("10.0.0.1")
 >>> throttle.retry_after("10.0.0.1"), throttle.retry_after("10.0.0.2")
 (5.0, 0.0)
+
+>>> budget = QueryBudget({"t": 10}, clock=lambda: now[0])
+>>> budget.charge("t", ["wm-a"], 8), budget.charge("t", ["wm-a", "wm-b"], 3) > 0
+(0.0, True)
+>>> budget.used("t", "wm-a"), budget.used("t", "wm-b")
+(8, 0)
+>>> now[0] = 24 * 3600.0
+>>> budget.charge("t", ["wm-a"], 10), budget.used("t", "wm-a")
+(0.0, 10)
 """
 
 from __future__ import annotations
 
+import collections
+import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["FailureThrottle", "TokenBucket"]
+__all__ = ["FailureThrottle", "QueryBudget", "TokenBucket"]
 
 
 class TokenBucket:
@@ -138,3 +150,66 @@ class FailureThrottle:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class QueryBudget:
+    """Texts each (tenant, key) may have tested in any 24 hours, counted in hourly slots.
+
+    Every text tested against a key costs that key one unit. The budget bounds what a caller
+    can learn about a key by probing the detector: over a day, at most ``per_day`` answers
+    per key, however the requests are spread. Slots are hours, so a unit spent at 10:59
+    frees at 10:00 the next day at the latest, never later than 24 hours after it was spent.
+
+    Counters live in memory: a restart of the service forgets them (state it to operators;
+    a restart is visible in the logs).
+
+    Args:
+        per_day: Units per (tenant, key) per 24 hours.
+        clock: Seconds since an epoch (injectable for tests).
+    """
+
+    def __init__(self, per_day: Mapping[str, int], clock: Callable[[], float] = time.time) -> None:
+        self._per_day = dict(per_day)
+        self._clock = clock
+        self._slots: dict[tuple[str, str], collections.deque[list[int]]] = {}
+        self._lock = threading.Lock()
+
+    def _window(self, tenant: str, key_id: str, hour: int) -> collections.deque[list[int]]:
+        slots = self._slots.setdefault((tenant, key_id), collections.deque())
+        while slots and slots[0][0] <= hour - 24:
+            slots.popleft()
+        return slots
+
+    def charge(self, tenant: str, key_ids: Sequence[str], n: int) -> float:
+        """Spend ``n`` units on each key, all or none; seconds to wait when over (else 0)."""
+        now = self._clock()
+        hour = int(now // 3600)
+        with self._lock:
+            limit = self._per_day[tenant]
+            wait = 0.0
+            for key_id in key_ids:
+                slots = self._window(tenant, key_id, hour)
+                used = sum(c for _, c in slots)
+                if used + n > limit:
+                    # the earliest hour whose expiry leaves room for n more units
+                    freed, at = used, hour + 1
+                    for h, c in slots:
+                        freed -= c
+                        at = h + 24
+                        if freed + n <= limit:
+                            break
+                    wait = max(wait, at * 3600 - now) if n <= limit else math.inf
+            if wait:
+                return wait
+            for key_id in key_ids:
+                slots = self._window(tenant, key_id, hour)
+                if slots and slots[-1][0] == hour:
+                    slots[-1][1] += n
+                else:
+                    slots.append([hour, n])
+            return 0.0
+
+    def used(self, tenant: str, key_id: str) -> int:
+        """Units spent on ``key_id`` by ``tenant`` in the last 24 hours."""
+        with self._lock:
+            return sum(c for _, c in self._window(tenant, key_id, int(self._clock() // 3600)))

@@ -96,7 +96,9 @@ def test_parsing_and_validation_run_off_the_event_loop(client, world, monkeypatc
 
 
 # A request within the limits, however its strings are written, is never refused by the scan.
-texts = st.text(alphabet=st.characters(), max_size=40) | st.sampled_from(
+# Lone surrogates are left out: a JSON body holding one raw cannot be encoded as UTF-8, so
+# no client can send it.
+texts = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40) | st.sampled_from(
     ['"', "\\", '\\"', ",", '","', "\\\\", '\\",\\"', "\u2028", "😀"]
 )
 

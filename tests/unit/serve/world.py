@@ -89,6 +89,8 @@ class World:
                     "token_sha256": hash_token(self.tokens["alpha"]),
                     "keys": [self.keys["a1"].key_id, self.keys["a2"].key_id],
                     "rate_limit": {"requests_per_second": 1000, "burst": 1000},
+                    "detail": "statistics",
+                    "texts_per_key_per_day": 1_000_000,
                 },
                 {
                     "name": "beta",
@@ -96,6 +98,7 @@ class World:
                     "keys": [self.keys["b1"].key_id],
                     "rate_limit": {"requests_per_second": 1000, "burst": 1000},
                     "detail": "decision",
+                    "texts_per_key_per_day": 1_000_000,
                 },
             ],
         }
