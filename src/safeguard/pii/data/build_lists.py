@@ -75,6 +75,12 @@ def main() -> None:
         for variant, targets in d["drug_variant_to_canonical"].items()
         if any(t in keep for t in targets) and len(variant) >= 4 and variant.replace("-", "").isalpha()
     ]
+    try:
+        from spacy.lang.en.stop_words import STOP_WORDS
+    except ImportError:  # pragma: no cover - spaCy is a pii extra
+        print("spaCy not installed: stop_words.txt left as it is")
+    else:
+        _write("stop_words.txt", STOP_WORDS, "English stop words of spaCy (spacy.lang.en.stop_words, MIT licence), lower case")
     _write("drugs.txt", drugs, "Drug names and brand names with a DrugBank, MeSH or MedlinePlus id (package `drug-named-entity-recognition` 2.0.9), lower case")
 
 
