@@ -169,3 +169,21 @@ def test_doctests():
 
     result = doctest.testmod(metrics)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_per_key_spread_finds_keys_that_flag_more_than_the_level():
+    from safeguard.watermark.evaluation.metrics import per_key_spread
+
+    rng = np.random.default_rng(20261206)
+    calibrated = rng.uniform(size=(100, 1000))
+    row = per_key_spread(calibrated, [0.05])[0]
+    # calibrated: sd across keys matches the binomial one, dispersion not significant (a test
+    # at level 0.001 with a fixed seed)
+    assert abs(row["sd_rate"] / row["binomial_sd"] - 1) < 0.25 and row["dispersion_p"] > 1e-3
+    # one key in ten that flags three times as often: caught, and named as the worst key
+    skewed = calibrated.copy()
+    skewed[::10] = rng.uniform(0, 1 / 3, size=(10, 1000))
+    bad = per_key_spread(skewed, [0.05])[0]
+    assert bad["dispersion_p"] < 1e-6 and bad["worst_ratio"] > 2.5
+    with pytest.raises(ValueError, match="keys >= 2"):
+        per_key_spread(calibrated[:1], [0.05])

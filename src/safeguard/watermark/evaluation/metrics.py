@@ -39,6 +39,7 @@ __all__ = [
     "detection_curve",
     "fpr_check",
     "median_with_ci",
+    "per_key_spread",
     "roc",
     "tokens_to_detect",
     "tpr_at_fpr",
@@ -318,6 +319,58 @@ def fpr_check(
                 within=low <= level <= high,
                 max_consistent=_max_consistent(p.size, level, confidence),
             )
+        )
+    return out
+
+
+def per_key_spread(
+    p_by_key: Any, levels: Sequence[float] = DEFAULT_LEVELS
+) -> list[dict[str, float | int]]:
+    """How the false-positive rate varies from one fixed key to another.
+
+    A deployment runs one key for months, so the rate that matters is the rate *under its
+    key*, not the rate averaged over keys. With every key tested on the same ``n`` human
+    texts, a calibrated detector gives each key a Binomial(n, α) count of false positives;
+    texts whose scores are correlated under a key (shared n-grams, repeated text) spread
+    the per-key counts wider. The dispersion statistic ``D = Σ_k (c_k − n α)² / (n α (1 − α))``
+    is χ²(K) under that binomial model; ``dispersion_p`` is its upper tail (small: the
+    per-key rates vary more than a calibrated detector's would).
+
+    Args:
+        p_by_key: ``(K, n)`` p-values: row ``k`` is every human text under key ``k``.
+        levels: Nominal rates.
+
+    Returns:
+        One dict per level: ``level``, ``keys``, ``texts``, ``mean_rate``, ``sd_rate``,
+        ``binomial_sd`` (the sd a calibrated detector would show), ``worst_rate``,
+        ``worst_ratio`` (worst rate / level), ``dispersion_p``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> row = per_key_spread(rng.uniform(size=(50, 1000)), [0.05])[0]
+    >>> round(row["mean_rate"], 2), row["dispersion_p"] > 0.01
+    (0.05, True)
+    """
+    p = np.asarray(p_by_key, dtype=float)
+    if p.ndim != 2 or p.shape[0] < 2 or p.shape[1] < 1:
+        raise ValueError(f"`p_by_key` must be (keys >= 2, texts >= 1); got shape {p.shape}")
+    keys, n = p.shape
+    out = []
+    for level in _check_levels(levels):
+        rates = np.count_nonzero(p <= level, axis=1) / n
+        var = level * (1 - level) / n
+        d = float(np.sum((rates - level) ** 2) / var)
+        out.append(
+            {
+                "level": level,
+                "keys": keys,
+                "texts": n,
+                "mean_rate": float(rates.mean()),
+                "sd_rate": float(rates.std(ddof=1)),
+                "binomial_sd": float(np.sqrt(var)),
+                "worst_rate": float(rates.max()),
+                "worst_ratio": float(rates.max() / level),
+                "dispersion_p": float(stats.chi2.sf(d, keys)),
+            }
         )
     return out
 

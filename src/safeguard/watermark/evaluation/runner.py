@@ -653,6 +653,10 @@ def run_eval(
             "checks": [c.to_dict() for c in metrics.fpr_check(p_null, levels)],
             "p_values": p_null.tolist(),
         }
+        if keys >= 2:  # the rate under each fixed key, as a deployment sees it
+            report["null"][scheme]["per_key"] = metrics.per_key_spread(
+                p_null.reshape(keys, -1), levels
+            )
         fpr_grid, tpr_grid, auc = metrics.roc(
             np.asarray(report["schemes"][scheme]["p_values"]), p_null
         )
