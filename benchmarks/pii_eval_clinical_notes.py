@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", choices=("dev", "heldout"), default="heldout")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--errors", type=int, default=0, help="print N misses/false positives (dev only)")
+    ap.add_argument(
+        "--errors", type=int, default=0, help="print N misses/false positives (dev only)"
+    )
     args = ap.parse_args(argv)
     if args.errors and args.set == "heldout":
         sys.stderr.write("refusing to print errors on the held-out notes: develop on --set dev\n")
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     if args.errors:
-        sys.stdout.write("\n".join(show_errors(texts, gold_phi, gold_all, runs[-1].predictions, args.errors)) + "\n")
+        sys.stdout.write(
+            "\n".join(show_errors(texts, gold_phi, gold_all, runs[-1].predictions, args.errors))
+            + "\n"
+        )
     return 0
 
 

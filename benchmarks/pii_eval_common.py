@@ -50,7 +50,9 @@ def systems(batch_size: int) -> dict[str, Callable[[Sequence[str]], list[list[Sp
     vanilla = vanilla_analyzer()
     vanilla.analyze_iterator(["warm-up"], language="en")
     standard = Scrubber.from_policy("healthcare-hipaa", batch_size=batch_size, recall_first=False)
-    recall_first = Scrubber.from_policy("healthcare-hipaa", batch_size=batch_size, recall_first=True)
+    recall_first = Scrubber.from_policy(
+        "healthcare-hipaa", batch_size=batch_size, recall_first=True
+    )
     standard.analyze("warm-up")
     recall_first.analyze("warm-up Ann")
 
@@ -116,8 +118,11 @@ def per_entity_table(runs: Sequence[SystemRun]) -> list[str]:
 
 
 def show_errors(
-    texts: Sequence[str], gold_phi: Sequence[Sequence[Span]], gold_all: Sequence[Sequence[Span]],
-    pred: Sequence[Sequence[Span]], limit: int,
+    texts: Sequence[str],
+    gold_phi: Sequence[Sequence[Span]],
+    gold_all: Sequence[Sequence[Span]],
+    pred: Sequence[Sequence[Span]],
+    limit: int,
 ) -> list[str]:
     """Missed gold characters and predictions outside any label (for development sets only)."""
     out: list[str] = []
@@ -131,11 +136,15 @@ def show_errors(
             for i in range(s, e):
                 labelled[i] = True
         for s, e, t in gp:
-            missed = "".join(ch if not covered[i] and ch.isalnum() else "_" for i, ch in enumerate(text[s:e], s))
+            missed = "".join(
+                ch if not covered[i] and ch.isalnum() else "_" for i, ch in enumerate(text[s:e], s)
+            )
             if missed.strip("_"):
-                out.append(f"MISS {t}: {text[s:e]!r} (left: {missed!r})  in {text[max(0, s - 40):e + 40]!r}")
+                out.append(
+                    f"MISS {t}: {text[s:e]!r} (left: {missed!r})  in {text[max(0, s - 40) : e + 40]!r}"
+                )
         for s, e, t in pp:
             alnum = [i for i in range(s, e) if text[i].isalnum()]
             if alnum and 2 * sum(labelled[i] for i in alnum) < len(alnum):
-                out.append(f"FP   {t}: {text[s:e]!r}  in {text[max(0, s - 40):e + 40]!r}")
+                out.append(f"FP   {t}: {text[s:e]!r}  in {text[max(0, s - 40) : e + 40]!r}")
     return out[:limit]

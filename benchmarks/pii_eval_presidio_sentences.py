@@ -79,7 +79,9 @@ def _phi(entity: str, value: str, countries: set[str]) -> str | None:
 
 def safe_harbor_spans(sample, countries: set[str]) -> tuple[list, list]:
     """(Safe Harbor gold spans, every labelled span) of one presidio-evaluator sample."""
-    spans = [(sp.start_position, sp.end_position, sp.entity_type, sp.entity_value) for sp in sample.spans]
+    spans = [
+        (sp.start_position, sp.end_position, sp.entity_type, sp.entity_value) for sp in sample.spans
+    ]
     gold_all = [(a, b, t) for a, b, t, _ in spans]
     phi = [(a, b, m) for a, b, t, v in spans if (m := _phi(t, v, countries))]
     return safe_harbor_gold(sample.full_text, phi), gold_all
@@ -91,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=HELDOUT_SEED)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--errors", type=int, default=0, help="print N misses/false positives (dev seeds only)")
+    ap.add_argument(
+        "--errors", type=int, default=0, help="print N misses/false positives (dev seeds only)"
+    )
     args = ap.parse_args(argv)
     if args.errors and args.seed == HELDOUT_SEED:
         sys.stderr.write("refusing to print errors on the held-out seed: develop on another seed\n")
@@ -131,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     if args.errors:
-        sys.stdout.write("\n".join(show_errors(texts, gold_phi, gold_all, runs[-1].predictions, args.errors)) + "\n")
+        sys.stdout.write(
+            "\n".join(show_errors(texts, gold_phi, gold_all, runs[-1].predictions, args.errors))
+            + "\n"
+        )
     return 0
 
 

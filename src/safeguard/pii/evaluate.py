@@ -23,6 +23,7 @@ countries or titles ("Dr.", "Mrs.").
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -244,9 +245,7 @@ def evaluate_predictions(
 
 
 _YEAR = re.compile(r"(?<![\d/.-])(?:19|20)\d{2}(?![\d/.-]?\d)")
-_WEEKDAY = re.compile(
-    r"(?i)^(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?\.?$"
-)
+_WEEKDAY = re.compile(r"(?i)^(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?\.?$")
 _TITLE = re.compile(r"^(?:(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Sir|Dame|Rev|Sr|Sra)\.?\s+)+")
 
 
@@ -324,7 +323,9 @@ def safe_harbor_gold(
         elif t == "DATE_TIME":
             if _WEEKDAY.match(value.strip()):
                 continue
-            out.extend(_cut(text, s, e, [(m.start() + s, m.end() + s) for m in _YEAR.finditer(value)], t))
+            out.extend(
+                _cut(text, s, e, [(m.start() + s, m.end() + s) for m in _YEAR.finditer(value)], t)
+            )
         elif t in ("LOCATION", "STREET_ADDRESS", "ZIP_CODE"):
             cuts = [(m.start() + s, m.end() + s) for m in places.finditer(value)]
             cuts += [
@@ -335,7 +336,11 @@ def safe_harbor_gold(
             pieces = _cut(text, s, e, cuts, t)
             # keep one span when only edges were cut (strict recall counts spans)
             if pieces:
-                out.append((pieces[0][0], pieces[-1][1], t) if len(pieces) > 1 and not _inner_cut(text, pieces) else pieces[0])
+                out.append(
+                    (pieces[0][0], pieces[-1][1], t)
+                    if len(pieces) > 1 and not _inner_cut(text, pieces)
+                    else pieces[0]
+                )
                 if len(pieces) > 1 and _inner_cut(text, pieces):
                     out.extend(pieces[1:])
         elif any(c.isalnum() for c in value):
@@ -345,9 +350,7 @@ def safe_harbor_gold(
 
 def _inner_cut(text: str, pieces: list[Span]) -> bool:
     """Whether something alphanumeric was cut between consecutive pieces."""
-    return any(
-        any(ch.isalnum() for ch in text[a[1] : b[0]]) for a, b in zip(pieces, pieces[1:], strict=False)
-    )
+    return any(any(ch.isalnum() for ch in text[a[1] : b[0]]) for a, b in itertools.pairwise(pieces))
 
 
 def evaluate_scrubber(

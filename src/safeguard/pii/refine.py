@@ -23,7 +23,6 @@ when a policy is recall-first:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 from safeguard.pii.patterns import Candidate
 from safeguard.pii.recognizers._words import WORD, dose_follows, is_common, is_drug, shape
@@ -31,17 +30,18 @@ from safeguard.pii.recognizers.wordlists import word_list
 
 __all__ = [
     "REMAPPED_NER_ENTITIES",
-    "unescape_line_breaks",
     "absorb_address_parts",
     "drug_guard",
     "extend_address_block",
     "remap_entity",
     "split_at_line_breaks",
     "trim_person_digits",
+    "unescape_line_breaks",
 ]
 
 #: NER labels that stock Presidio throws away and a recall-first policy re-examines.
 REMAPPED_NER_ENTITIES: tuple[str, ...] = ("ORGANIZATION", "NRP", "PRODUCT")
+
 
 def unescape_line_breaks(text: str) -> str:
     """``text`` with escaped line breaks (the two characters ``\\n``) as a blank and a real one.
@@ -99,13 +99,19 @@ def trim_person_digits(text: str, cand: Candidate) -> list[Candidate]:
         s, e = cand.start + m.start(), cand.start + m.end()
         if any(ch.isdigit() for ch in m.group()):
             if run_start is not None:
-                out.append(Candidate(run_start, run_end, cand.entity, cand.score, cand.source, cand.recognizer))  # type: ignore[arg-type]
+                out.append(
+                    Candidate(
+                        run_start, run_end, cand.entity, cand.score, cand.source, cand.recognizer
+                    )
+                )  # type: ignore[arg-type]
             run_start = run_end = None
             continue
         run_start = s if run_start is None else run_start
         run_end = e
     if run_start is not None:
-        out.append(Candidate(run_start, run_end, cand.entity, cand.score, cand.source, cand.recognizer))  # type: ignore[arg-type]
+        out.append(
+            Candidate(run_start, run_end, cand.entity, cand.score, cand.source, cand.recognizer)
+        )  # type: ignore[arg-type]
     return out
 
 
@@ -128,7 +134,11 @@ def name_shaped(words: list[str]) -> bool:
     lowered = [w.lower() for w in core]
     if any(w in word_list("org_words") or w in word_list("facility_words") for w in lowered):
         return False
-    if any(is_drug(w) for w in core) or any(is_common(w) for w in core[:1]) or all(is_common(w) for w in core):
+    if (
+        any(is_drug(w) for w in core)
+        or any(is_common(w) for w in core[:1])
+        or all(is_common(w) for w in core)
+    ):
         return False
     given, surnames = word_list("given_names"), word_list("surnames")
     if len(core) == 1:
@@ -166,7 +176,14 @@ def remap_entity(text: str, cand: Candidate) -> Candidate | None:
         entity = "PERSON"
     else:
         return None
-    return Candidate(cand.start, cand.end, entity, cand.score, cand.source, f"{cand.recognizer}:{cand.entity.lower()}")
+    return Candidate(
+        cand.start,
+        cand.end,
+        entity,
+        cand.score,
+        cand.source,
+        f"{cand.recognizer}:{cand.entity.lower()}",
+    )
 
 
 def drug_guard(text: str, cand: Candidate) -> Candidate | None:
@@ -192,8 +209,10 @@ def drug_guard(text: str, cand: Candidate) -> Candidate | None:
         return None
     given = word_list("given_names")
     trimmed = False
-    while spans and is_drug(spans[0][2]) and (
-        len(spans) == 1 or dose_follows(text, spans[0][1]) or spans[0][2].lower() not in given
+    while (
+        spans
+        and is_drug(spans[0][2])
+        and (len(spans) == 1 or dose_follows(text, spans[0][1]) or spans[0][2].lower() not in given)
     ):
         spans.pop(0)
         trimmed = True
@@ -217,10 +236,15 @@ def _listed(word: str) -> bool:
     return w in word_list("given_names") or w in word_list("cities")
 
 
-_HOUSE_BEFORE = re.compile(r"(?:(?<=\\n)|(?<![\w.,/-]))(\d{1,5}[A-Za-z]?|\d{3}[ ]\d{2}|\d{4,6})[ \t]*,?[ \t]+$")
+_HOUSE_BEFORE = re.compile(
+    r"(?:(?<=\\n)|(?<![\w.,/-]))(\d{1,5}[A-Za-z]?|\d{3}[ ]\d{2}|\d{4,6})[ \t]*,?[ \t]+$"
+)
 _NUMBER_AFTER = re.compile(r",?[ \t]+(\d{1,5}[A-Za-z]?|\d{3}[ ]\d{2})(?![\w.,:/-]|[.,]\d)")
 _YEAR = re.compile(r"(?:19|20)\d{2}")
-_UNIT_AFTER = re.compile(r"[ \t]*(?:mg|mcg|ml|kg|g|units?|%|mm|cm|years?|yrs?|y/?o|days?|weeks?|months?|hours?|h|am|pm)\b", re.IGNORECASE)
+_UNIT_AFTER = re.compile(
+    r"[ \t]*(?:mg|mcg|ml|kg|g|units?|%|mm|cm|years?|yrs?|y/?o|days?|weeks?|months?|hours?|h|am|pm)\b",
+    re.IGNORECASE,
+)
 
 
 def absorb_address_parts(text: str, findings: list[Candidate]) -> list[Candidate]:
@@ -240,7 +264,11 @@ def absorb_address_parts(text: str, findings: list[Candidate]) -> list[Candidate
         s, e = f.start, f.end
         if f.entity in ("STREET_ADDRESS", "LOCATION") and "\n" not in text[max(0, s - 12) : s]:
             m = _HOUSE_BEFORE.search(text, max(0, s - 12), s)
-            if m and free(m.start(1), s - 1) and not text[max(0, m.start(1) - 1) : m.start(1)].isdigit():
+            if (
+                m
+                and free(m.start(1), s - 1)
+                and not text[max(0, m.start(1) - 1) : m.start(1)].isdigit()
+            ):
                 s = m.start(1)
         if f.entity in ("STREET_ADDRESS", "LOCATION"):
             m = _NUMBER_AFTER.match(text, e)
@@ -252,12 +280,16 @@ def absorb_address_parts(text: str, findings: list[Candidate]) -> list[Candidate
                 and not _YEAR.fullmatch(m.group(1))
             ):
                 e = m.end(1)
-        out.append(f if (s, e) == (f.start, f.end) else Candidate(s, e, f.entity, f.score, f.source, f.recognizer))
+        out.append(
+            f
+            if (s, e) == (f.start, f.end)
+            else Candidate(s, e, f.entity, f.score, f.source, f.recognizer)
+        )
     return out
 
 
 _LINE_BREAK = r"(?:\r?\n|\\n)"
-_ADDR_TOKEN = rf"(?:[A-ZÀ-ÖØ-ÞĀ-ŽΆ-ΏΑ-ΩЀ-Я∆][\w'’.-]*|\d{{1,6}}(?:-\d{{3,4}})?[A-Za-z]?|nan|#\d+)"
+_ADDR_TOKEN = r"(?:[A-ZÀ-ÖØ-ÞĀ-ŽΆ-ΏΑ-ΩЀ-Я∆][\w'’.-]*|\d{1,6}(?:-\d{3,4})?[A-Za-z]?|nan|#\d+)"
 _SAME_LINE = re.compile(rf"(?:,?[ \t]+{_ADDR_TOKEN}){{1,6}}")
 _NEXT_LINE = re.compile(
     rf"(?:[ \t]*{_LINE_BREAK}){{1,2}}[^\w\n\\]{{0,6}}[ \t]*,?[ \t]*{_ADDR_TOKEN}(?:,?[ \t]+{_ADDR_TOKEN}){{0,5}}[ \t]*(?=\r?\n|\\n|$)"
@@ -296,5 +328,9 @@ def extend_address_block(text: str, findings: list[Candidate]) -> list[Candidate
             break
         while end > f.end and not text[end - 1].isalnum():
             end -= 1
-        out.append(f if end == f.end else Candidate(f.start, end, f.entity, f.score, f.source, f.recognizer))
+        out.append(
+            f
+            if end == f.end
+            else Candidate(f.start, end, f.entity, f.score, f.source, f.recognizer)
+        )
     return out

@@ -452,7 +452,7 @@ def parse_markup(marked: str) -> LabelledExample:
     parts.append(marked[pos:])
     text = "".join(parts)
     if "[[" in text or "]]" in text:
-        raise ValueError(f"unbalanced [[ENTITY:text]] markup near {text[text.find('[['):][:40]!r}")
+        raise ValueError(f"unbalanced [[ENTITY:text]] markup near {text[text.find('[[') :][:40]!r}")
     return LabelledExample(text=text, spans=tuple(spans))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from safeguard.pii import ScrubConfig, Scrubber
+from safeguard.pii import Scrubber, ScrubConfig
 from safeguard.pii.evaluate import evaluate_predictions, safe_harbor_gold
 from safeguard.pii.synthetic import read_marked_notes
 
@@ -45,7 +45,9 @@ def test_healthcare_policy_is_recall_first_and_default_is_not(hipaa: Scrubber) -
         ("JAMES O'CONNOR brought by EMS.", "JAMES O'CONNOR"),
     ],
 )
-def test_recall_first_finds_what_the_standard_pipeline_missed(hipaa: Scrubber, text: str, phi: str) -> None:
+def test_recall_first_finds_what_the_standard_pipeline_missed(
+    hipaa: Scrubber, text: str, phi: str
+) -> None:
     got = hipaa.analyze(text)
     covered = {i for f in got for i in range(f.start, f.end)}
     start = text.index(phi)
@@ -71,7 +73,9 @@ def test_escaped_line_breaks_keep_offsets(hipaa: Scrubber) -> None:
     assert res.text.count("\\n") == 2  # the escapes themselves are kept
 
 
-def test_development_notes_recall_and_never_below_standard(hipaa: Scrubber, standard: Scrubber) -> None:
+def test_development_notes_recall_and_never_below_standard(
+    hipaa: Scrubber, standard: Scrubber
+) -> None:
     """The 14 development notes (inspected while tuning): a regression guard, not a claim."""
     notes = read_marked_notes(DATA / "clinical_notes_dev.txt")
     texts = [n.text for n in notes]

@@ -97,7 +97,9 @@ def test_presidio_stock_recognizers_cover_what_our_patterns_leave(hipaa: Scrubbe
     text = "Call me on 06-82237745, IBAN DE89370400440532013000, see example.co.uk/x or nhs.uk/a."
     found = {(f.entity, text[f.start : f.end], f.recognizer) for f in hipaa.analyze(text)}
     # the recall-first intl-phone recognizer may claim the number first; either covers it
-    assert {("PHONE_NUMBER", "06-82237745", r) for r in ("presidio:PhoneRecognizer", "intl-phone")} & found
+    assert {
+        ("PHONE_NUMBER", "06-82237745", r) for r in ("presidio:PhoneRecognizer", "intl-phone")
+    } & found
     assert ("ACCOUNT_NUMBER", "DE89370400440532013000", "presidio:IbanRecognizer") in found
     assert ("URL", "example.co.uk/x", "url") in found
     assert any(e == "URL" and t.startswith("nhs.uk") for e, t, _ in found)

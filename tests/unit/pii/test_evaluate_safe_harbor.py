@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from safeguard.pii.evaluate import evaluate_predictions, safe_harbor_gold
 from safeguard.pii.synthetic import parse_markup, read_marked_notes
-
-from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "pii"
 
@@ -45,5 +45,5 @@ def test_shipped_note_sets_parse_and_mark_no_titles(name: str) -> None:
     notes = read_marked_notes(DATA / f"clinical_notes_{name}.txt")
     assert len(notes) == 14
     for n in notes:
-        for s, e, t in n.spans:
+        for s, e, _ in n.spans:
             assert n.text[s:e] == n.text[s:e].strip() and not n.text[s:e].startswith(("Dr.", "Mrs"))

@@ -25,7 +25,7 @@ def values(name: str, text: str) -> list[str]:
 
 # ----------------------------------------------------------------- registry and word lists
 def test_registry_lists_known_names_on_a_typo() -> None:
-    with pytest.raises(ConfigError, match="known: .*given_names"):
+    with pytest.raises(ConfigError, match=r"known: .*given_names"):
         get_recognizer("given_name")
 
 
@@ -134,7 +134,9 @@ def test_international_streets_and_military_mail() -> None:
         "393 Norra Bäckebo 73",
         "Frørupvej 65",
     ]
-    assert values("streets", "PSC 2059, Box 1024\nAPO AP 21250") == ["PSC 2059, Box 1024\nAPO AP 21250"]
+    assert values("streets", "PSC 2059, Box 1024\nAPO AP 21250") == [
+        "PSC 2059, Box 1024\nAPO AP 21250"
+    ]
     assert found("streets", "Room 12 Bed 4") == []
 
 
@@ -145,7 +147,9 @@ def test_places_after_residence_cues() -> None:
 
 
 def test_named_streets_and_postcodes_after_countries() -> None:
-    assert values("named_streets", "shows on Inessa Mountain Street were") == ["Inessa Mountain Street"]
+    assert values("named_streets", "shows on Inessa Mountain Street were") == [
+        "Inessa Mountain Street"
+    ]
     assert values("country_postcodes", "Larnaka\nCyprus (Greek) 96183") == ["96183"]
     assert found("country_postcodes", "Took 2 pills") == []
 
@@ -183,7 +187,8 @@ def test_postcodes() -> None:
 
 
 @pytest.mark.parametrize(
-    "email", ["jsmith at gmail dot com", "j.smith [at] example [dot] org", "priya.raman at outlook dot com"]
+    "email",
+    ["jsmith at gmail dot com", "j.smith [at] example [dot] org", "priya.raman at outlook dot com"],
 )
 def test_obfuscated_emails(email: str) -> None:
     assert found("obfuscated_email", f"write to {email} please") == [("EMAIL_ADDRESS", email)]

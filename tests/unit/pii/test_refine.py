@@ -91,4 +91,4 @@ def test_resolve_recall_first_keeps_a_person_before_an_address_line() -> None:
     cands = [ner(0, len(t))]
     assert resolve(t, cands, threshold=0.3) == []  # the digits reject the whole span
     got = resolve(t, cands, threshold=0.3, recall_first=True)
-    assert [(c.entity, t[c.start : c.end]) for c in got][0] == ("PERSON", "Jane Roe")
+    assert (got[0].entity, t[got[0].start : got[0].end]) == ("PERSON", "Jane Roe")

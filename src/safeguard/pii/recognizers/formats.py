@@ -92,7 +92,7 @@ def intl_phone_candidates(text: str) -> Iterator[Candidate]:
     for m in _NATIONAL.finditer(text):
         value = m.group().rstrip(" .-/")
         digits = sum(ch.isdigit() for ch in value)
-        if not 9 <= digits <= 13 or " " not in value and "-" not in value and "." not in value:
+        if not 9 <= digits <= 13 or (" " not in value and "-" not in value and "." not in value):
             continue
         ctx = bool(_PHONE_WORD.search(text, max(0, m.start() - 24), m.start()))
         yield Candidate(

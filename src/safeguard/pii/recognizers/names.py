@@ -13,6 +13,7 @@ Pure Python; candidates have ``source="lexicon"`` (ranked with NER, below valida
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -78,7 +79,9 @@ def given_name_candidates(text: str) -> Iterator[Candidate]:
                 break
             if shape(nw) != kind or dose_follows(text, ne):
                 break
-            if not _ok_name_word(nw) and not (len(nw) > 1 and not is_drug(nw) and is_surname_after_given(nw)):
+            if not _ok_name_word(nw) and not (
+                len(nw) > 1 and not is_drug(nw) and is_surname_after_given(nw)
+            ):
                 break
             if len(nw) > 1:
                 if (kind == "lower" or taken == 1) and not _is_surname(nw):
@@ -138,7 +141,7 @@ def surname_pair_candidates(text: str) -> Iterator[Candidate]:
     """
     words = [(s, e, w) for s, e, w, _ in tokens(text)]
     blocked = _not_surname_context()
-    for (s, e, w), (ns, ne, nw) in zip(words, words[1:], strict=False):
+    for (s, e, w), (ns, ne, nw) in itertools.pairwise(words):
         kind = shape(w)
         if kind != "title" or shape(nw) != kind or text[e:ns] not in (" ", "\t", "  "):
             continue
@@ -188,6 +191,10 @@ def age_after_name_candidates(text: str) -> Iterator[Candidate]:
     """
     for m in _AGE_IS.finditer(text):
         who = m.group("who")
-        if who[0].isupper() and who.lower() not in ("he", "she", "patient", "pt") and not _ok_name_word(who):
+        if (
+            who[0].isupper()
+            and who.lower() not in ("he", "she", "patient", "pt")
+            and not _ok_name_word(who)
+        ):
             continue
         yield Candidate(*m.span("v"), "AGE_OVER_89", 0.6, "pattern", "age-after-name")

@@ -30,7 +30,9 @@ __all__ = [
 ]
 
 CITY_SCORE = 0.5
-_PREP = re.compile(r"(?i)\b(?:in|from|to|near|at|of|outside|around|visiting|lives|live|moved)[ \t]+$")
+_PREP = re.compile(
+    r"(?i)\b(?:in|from|to|near|at|of|outside|around|visiting|lives|live|moved)[ \t]+$"
+)
 _COMMA_PLACE = re.compile(r",[ \t]*[A-Z]")
 _JOIN = re.compile(r"[ \t]+|[ \t]*-[ \t]*|\.[ \t]+")
 
@@ -47,7 +49,7 @@ def city_candidates(text: str) -> Iterator[Candidate]:
     n = len(words)
     i = 0
     while i < n:
-        s, e, w, kind = words[i]
+        s, _, w, kind = words[i]
         if kind not in ("title", "upper") or w.lower() not in firsts:
             i += 1
             continue
@@ -57,7 +59,9 @@ def city_candidates(text: str) -> Iterator[Candidate]:
             phrase = text[s:seg_end]
             if "\n" in phrase or any(x[3] == "other" for x in words[i : k + 1]):
                 continue
-            if k > i and not all(_JOIN.fullmatch(text[words[j][1] : words[j + 1][0]]) for j in range(i, k)):
+            if k > i and not all(
+                _JOIN.fullmatch(text[words[j][1] : words[j + 1][0]]) for j in range(i, k)
+            ):
                 continue
             if phrase.lower() in cities:
                 best = (k, seg_end)
@@ -105,13 +109,13 @@ def facility_candidates(text: str) -> Iterator[Candidate]:
     """
     facility = word_list("facility_words")
     words = tokens(text)
-    for k, (s, e, w, _) in enumerate(words):
+    for k, (_, e, w, _) in enumerate(words):
         lw = w.lower()
         if lw not in facility or lw in _NOT_FINAL or shape(w) not in ("title", "upper"):
             continue
         i = k
         while i > 0 and k - i < 3:
-            ps, pe, pw, pshape = words[i - 1]
+            _, pe, pw, pshape = words[i - 1]
             if pshape not in ("title", "upper") or text[pe : words[i][0]] not in (" ", "\t"):
                 break
             if is_common(pw) and pw.lower() not in facility:
@@ -157,7 +161,9 @@ def street_candidates(text: str) -> Iterator[Candidate]:
         words = WORD.findall(m.group())
         if any(is_common(w) or is_drug(w) for w in words if w[0].isupper()):
             continue
-        yield Candidate(m.start(), m.end(), "STREET_ADDRESS", 0.5, "lexicon", "street:number-name-number")
+        yield Candidate(
+            m.start(), m.end(), "STREET_ADDRESS", 0.5, "lexicon", "street:number-name-number"
+        )
     for m in _MORPHEME_NUM.finditer(text):
         s = m.start()
         while s < m.end() and not text[s].isalpha():
