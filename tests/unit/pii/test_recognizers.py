@@ -196,3 +196,25 @@ def test_obfuscated_emails(email: str) -> None:
 
 def test_at_home_is_not_an_email() -> None:
     assert found("obfuscated_email", "meet at home dot") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("I want to add Miroslav Fomin as a beneficiary", "Miroslav Fomin"),
+        ("Directed By:    Angus Stuart", "Angus Stuart"),
+        ("My name is Milorad S Musić but", "Milorad S Musić"),
+        ("signed by Ewa Kowalczyk, MD", "Ewa Kowalczyk"),
+        ('Ditte: "Who are you?"', "Ditte"),
+    ],
+)
+def test_names_after_cues_and_speakers(text: str, name: str) -> None:
+    assert name in values("names_after_cues", text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Spoke with pharmacy re: refill", "said the patient", "by Monday", "under General anesthesia"],
+)
+def test_name_cues_need_a_name_shaped_run(text: str) -> None:
+    assert found("names_after_cues", text) == []

@@ -9,7 +9,7 @@ Word lists are data files in ``safeguard/pii/data/`` (see its README for sources
 >>> get_recognizer("nope")
 Traceback (most recent call last):
 ...
-safeguard.errors.ConfigError: unknown recognizer 'nope'; known: ages_after_names, cities, country_postcodes, datetime, facilities, given_names, intl_phone, named_streets, names_before_verbs, obfuscated_email, places_after_cue, postcode, streets, surname_pairs
+safeguard.errors.ConfigError: unknown recognizer 'nope'; known: ages_after_names, cities, country_postcodes, datetime, facilities, given_names, intl_phone, named_streets, names_after_cues, names_before_verbs, obfuscated_email, places_after_cue, postcode, streets, surname_pairs
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from safeguard.pii.recognizers.formats import (
 from safeguard.pii.recognizers.names import (
     age_after_name_candidates,
     given_name_candidates,
+    name_after_cue_candidates,
     name_before_verb_candidates,
     surname_pair_candidates,
 )
@@ -88,6 +89,7 @@ register_recognizer("obfuscated_email", obfuscated_email_candidates)
 register_recognizer("given_names", given_name_candidates)
 register_recognizer("surname_pairs", surname_pair_candidates)
 register_recognizer("names_before_verbs", name_before_verb_candidates)
+register_recognizer("names_after_cues", name_after_cue_candidates)
 register_recognizer("ages_after_names", age_after_name_candidates)
 register_recognizer("cities", city_candidates)
 register_recognizer("facilities", facility_candidates)
@@ -98,6 +100,7 @@ register_recognizer("country_postcodes", country_postcode_candidates)
 
 #: What a recall-first policy runs, in order.
 RECALL_FIRST: tuple[str, ...] = (
-    "datetime", "intl_phone", "postcode", "obfuscated_email", "given_names", "surname_pairs", "names_before_verbs", "ages_after_names", "cities",
-    "facilities", "streets", "places_after_cue", "named_streets", "country_postcodes",
+    "datetime", "intl_phone", "postcode", "obfuscated_email",
+    "given_names", "surname_pairs", "names_before_verbs", "names_after_cues", "ages_after_names",
+    "cities", "facilities", "streets", "places_after_cue", "named_streets", "country_postcodes",
 )  # fmt: skip

@@ -30,6 +30,7 @@ from safeguard.pii.recognizers.wordlists import word_list
 
 __all__ = [
     "age_after_name_candidates",
+    "name_after_cue_candidates",
     "given_name_candidates",
     "name_before_verb_candidates",
     "surname_pair_candidates",
@@ -198,3 +199,51 @@ def age_after_name_candidates(text: str) -> Iterator[Candidate]:
         ):
             continue
         yield Candidate(*m.span("v"), "AGE_OVER_89", 0.6, "pattern", "age-after-name")
+
+
+_NAME_RUN = re.compile(
+    r"(?P<v>[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'’]+(?:-[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'’]+)?"
+    r"(?:[ \t]+(?:[A-Z]\.?(?![\w.])|(?:van|von|der|den|de|da|di|del|ten|ter|le|la|bin|al)(?!\w)"
+    r"|[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'’]+(?:-[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'’]+)?)){0,4})"
+)
+_SPEAKER = re.compile(r"(?m)^[ \t]*(?P<v>[A-ZÀ-ÖØ-ÞĀ-Ž][a-zà-öø-ÿā-ž'’-]+):[ \t]*[\"“]")
+
+
+@functools.cache
+def _cue_regex() -> re.Pattern[str]:
+    cues = sorted(word_list("name_cues"), key=len, reverse=True)
+    body = "|".join(re.escape(c).replace(r"\ ", r"\s+") for c in cues)
+    return re.compile(r"(?i)(?<![\w'’])(?:" + body + r")[,:]?[ \t]+$")
+
+
+def name_after_cue_candidates(text: str) -> Iterator[Candidate]:
+    """PERSON candidates after an introduction, letter, credit or speech cue, and speakers.
+
+    Cues come from ``data/name_cues.txt`` ("my name is", "Dear", "directed by", "said"); the
+    name is one to five capitalised words (initials and particles inside), cut at the first
+    common word. A capitalised word opening a line before a colon and a quote is a speaker.
+
+    >>> t = 'My name is Milorad S Musić but everyone calls me Milorad.\\nDitte: "Who?"'
+    >>> [t[c.start:c.end] for c in name_after_cue_candidates(t)]
+    ['Milorad S Musić', 'Milorad', 'Ditte']
+    """
+    cue = _cue_regex()
+    for m in _NAME_RUN.finditer(text):
+        s = m.start("v")
+        if not cue.search(text, max(0, s - 24), s):
+            continue
+        words = [(w.start(), w.end(), w.group()) for w in re.finditer(r"\S+", m.group("v"))]
+        keep = []
+        for ws, we, w in words:
+            if is_common(w) or is_drug(w.rstrip(".")):
+                break
+            keep.append((ws, we))
+        while keep and len(m.group("v")[keep[-1][0] : keep[-1][1]]) <= 2:
+            keep.pop()  # a trailing initial or particle
+        if keep:
+            yield Candidate(
+                s + keep[0][0], s + keep[-1][1], "PERSON", 0.5, "lexicon", "name-after-cue"
+            )
+    for m in _SPEAKER.finditer(text):
+        if _ok_name_word(m.group("v")):
+            yield Candidate(*m.span("v"), "PERSON", SINGLE_SCORE, "lexicon", "speaker")

@@ -27,6 +27,7 @@ WORD_LISTS: tuple[str, ...] = (
     "org_words",
     "facility_words",
     "person_verbs",
+    "name_cues",
 )
 
 
