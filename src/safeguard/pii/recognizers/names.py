@@ -30,8 +30,8 @@ from safeguard.pii.recognizers.wordlists import word_list
 
 __all__ = [
     "age_after_name_candidates",
-    "name_after_cue_candidates",
     "given_name_candidates",
+    "name_after_cue_candidates",
     "name_before_verb_candidates",
     "surname_pair_candidates",
 ]
