@@ -155,13 +155,16 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         vocab = scores.shape[1]
         # With p = softmax(s), argmin_v E_v / p_v = argmin_v (log E_v - s_v): the normaliser is
         # common to every token, and a token at -inf (outside the support) never wins.
-        support = int(torch.isfinite(scores).sum(dim=1).max())
+        if bool(torch.isfinite(scores.amin(dim=1)).all()):
+            support = vocab  # every score finite (full-vocabulary sampling): no count needed
+        else:
+            support = int(torch.isfinite(scores).sum(dim=1).max())
         if support <= SPARSE_SUPPORT_FRACTION * vocab:
             s_top, idx = scores.topk(support, dim=1)
-            race = prf_torch.token_exponentials(key, a, b, idx).log_().sub_(s_top.to(torch.float64))
+            race = prf_torch.token_log_exponentials(key, a, b, idx).sub_(s_top.to(torch.float64))
             return idx.gather(1, race.argmin(dim=1, keepdim=True)).squeeze(1)
-        race = prf_torch.exponentials(key, a, b, vocab, scores.device)
-        return race.log_().sub_(scores.to(torch.float64)).argmin(dim=1)
+        race = prf_torch.log_exponentials(key, a, b, vocab, scores.device)
+        return race.sub_(scores.to(torch.float64)).argmin(dim=1)
 
 
 class SafeguardWatermarkingConfig(BaseWatermarkingConfig):

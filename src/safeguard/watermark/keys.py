@@ -50,11 +50,11 @@ def _key_id(secret: bytes, prf_version: int) -> str:
     return "wm-" + hashlib.sha256(label + secret).hexdigest()[:16]
 
 
-def _check_prf_version(version: Any, source: str) -> int:
+def _check_prf_version(version: Any, source: str, fix: str = "the key file is corrupt") -> int:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise KeyFileError(
             f"{source} has prf_version {version!r}; valid versions are "
-            f"{', '.join(map(str, PRF_VERSIONS))}; the key file is corrupt"
+            f"{', '.join(map(str, PRF_VERSIONS))}; {fix}"
         )
     if version not in PRF_VERSIONS:
         raise KeyFileError(
@@ -184,7 +184,7 @@ class WatermarkKey:
                 a version 1 key.
             **params: Scheme parameters.
         """
-        _check_prf_version(prf_version, "from_secret")
+        _check_prf_version(prf_version, "from_secret", "pass 2 (or 1 to restore an old key)")
         return cls(
             scheme=scheme,
             params=params,

@@ -30,8 +30,10 @@ from safeguard.watermark.prf import PRFKey
 __all__ = [
     "exponentials",
     "exponentials_from_seeds",
+    "log_exponentials",
     "token_exponentials",
     "token_exponentials_from_seeds",
+    "token_log_exponentials",
     "token_uniforms",
     "uniform_matrix",
     "uniforms",
@@ -152,7 +154,7 @@ def uniform_matrix(key: PRFKey, a: Any, b: Any, vocab_size: int) -> torch.Tensor
 
 
 def exponentials(key: PRFKey, a: Any, b: Any, vocab_size: int, device: Any) -> torch.Tensor:
-    """``-log(u)`` over the whole vocabulary for rows ``(a, b)`` (the generation hot path).
+    """``-log(u)`` over the whole vocabulary for rows ``(a, b)``.
 
     Args:
         key: PRF key for the token purpose (either version).
@@ -169,6 +171,33 @@ def exponentials(key: PRFKey, a: Any, b: Any, vocab_size: int, device: Any) -> t
     return exponentials_from_seeds(_seeds(key, a, b, torch.device(device)), vocab_size)
 
 
+def _log_exponentials_host(u: np.ndarray) -> torch.Tensor:
+    # log(-log u) in place with numpy, whose float64 log is vectorised (about 3x torch's on CPU)
+    np.log(u, out=u)
+    np.negative(u, out=u)
+    np.log(u, out=u)
+    return torch.from_numpy(u)
+
+
+def log_exponentials(key: PRFKey, a: Any, b: Any, vocab_size: int, device: Any) -> torch.Tensor:
+    """``log(-log(u))`` over the whole vocabulary for rows ``(a, b)`` (the generation hot path).
+
+    The exponential-minimum rule compares ``log E_v - s_v`` with ``E_v = -log(u_v)``. With a
+    version 2 key on a CPU model both logarithms are taken by numpy on the host; on another
+    device, on the device after the copy. (Logarithms may differ in the last bit between
+    devices, as they always have; the uniforms, which detection reads, never do.)
+
+    Returns:
+        float64 tensor of shape ``(batch, V)`` on ``device``.
+    """
+    if key.version == 2:
+        u = prf.uniform_matrix(key, _words(a), _words(b), vocab_size)
+        if torch.device(device).type == "cpu":
+            return _log_exponentials_host(u)
+        return torch.from_numpy(u).to(device).log_().neg_().log_()
+    return exponentials(key, a, b, vocab_size, device).log_()
+
+
 def token_exponentials(key: PRFKey, a: Any, b: Any, tokens: torch.Tensor) -> torch.Tensor:
     """``-log(u)`` of chosen ``tokens`` of shape ``(batch, k)`` in rows ``(a, b)`` of shape ``(batch,)``.
 
@@ -179,6 +208,15 @@ def token_exponentials(key: PRFKey, a: Any, b: Any, tokens: torch.Tensor) -> tor
         u = prf.uniforms(key, _words(a)[:, None], _words(b)[:, None], _words(tokens))
         return torch.from_numpy(u).to(tokens.device).log_().neg_()
     return token_exponentials_from_seeds(_seeds(key, a, b, tokens.device), tokens)
+
+
+def token_log_exponentials(key: PRFKey, a: Any, b: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """``log(-log(u))`` of chosen ``tokens`` ``(batch, k)`` in rows ``(a, b)`` ``(batch,)``; see
+    :func:`log_exponentials`."""
+    if key.version == 2 and tokens.device.type == "cpu":
+        u = prf.uniforms(key, _words(a)[:, None], _words(b)[:, None], _words(tokens))
+        return _log_exponentials_host(np.ascontiguousarray(u))
+    return token_exponentials(key, a, b, tokens).log_()
 
 
 def token_uniforms(key: PRFKey, a: Any, b: Any, tokens: torch.Tensor) -> torch.Tensor:

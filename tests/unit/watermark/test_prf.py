@@ -221,6 +221,13 @@ def test_vector_draw_equals_random_access_and_torch(version):
         key, np.array([123]), np.array([456]), torch.from_numpy(picks[None, :])
     )
     assert torch.equal(token_exps, sparse.log().neg())
+    # the race keys log(-log u) of the generation hot path (numpy's log on CPU for version 2)
+    logs = prf_torch.log_exponentials(key, [123], [456], vocab, "cpu")
+    assert torch.allclose(logs, exps.log(), rtol=1e-15, atol=1e-15)
+    token_logs = prf_torch.token_log_exponentials(
+        key, np.array([123]), np.array([456]), torch.from_numpy(picks[None, :])
+    )
+    assert torch.allclose(token_logs, token_exps.log(), rtol=1e-15, atol=1e-15)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

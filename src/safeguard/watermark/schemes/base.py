@@ -88,7 +88,9 @@ class Scheme:
         """PRF rows ``(a, b)`` (uint64 words) and an ``active`` mask, numpy arrays of shape ``(batch,)``.
 
         Rows are a handful of integers per step, so they are computed with numpy on the
-        host; only the vocabulary-wide draw runs in torch on the model's device.
+        host. The vocabulary-wide draw is made by :mod:`safeguard.watermark.prf_torch`: with
+        a PRF version 2 key, AES on the host and one row copied to the model's device per
+        sequence and step; with a version 1 key, SplitMix64 in torch on the device.
         """
         raise NotImplementedError
 
