@@ -131,7 +131,12 @@ def _create(args: argparse.Namespace) -> int:
         report = _read_json(args.scrub_report, "scrub report")
         if not isinstance(report, dict):
             raise DataError(f"scrub report {args.scrub_report!r} must hold a JSON object")
-        predicate = scrub_predicate_from_report(report, measured_recall=args.measured_recall)
+        measured_on = (
+            {"dataset": args.measured_on, "kind": args.measured_kind} if args.measured_on else None
+        )
+        predicate = scrub_predicate_from_report(
+            report, measured_recall=args.measured_recall, measured_on=measured_on
+        )
     else:
         predicate = _read_json(args.predicate, "predicate file")
     if not isinstance(predicate, dict):
@@ -424,6 +429,17 @@ def register(subparsers: Any) -> None:
         "--scrub-report", help="scrub: build the predicate from `safeguard scrub`'s report JSON"
     )
     p.add_argument("--measured-recall", type=float, help="scrub: recall measured on labelled data")
+    p.add_argument(
+        "--measured-on",
+        metavar="DATASET",
+        help="scrub: the labelled data --measured-recall was measured on (required with it)",
+    )
+    p.add_argument(
+        "--measured-kind",
+        choices=("synthetic-templates", "hand-labelled", "held-out", "production-sample"),
+        default="hand-labelled",
+        help="scrub: what kind of data --measured-on is",
+    )
     p.add_argument("-o", "--out", "--output", dest="output", required=True, help="manifest path")
     p.add_argument("--signing-key", dest="key", help="Ed25519 private key to sign with")
     p.add_argument("--key", dest="key", help=argparse.SUPPRESS)  # the older name

@@ -192,7 +192,7 @@ class ScrubConfig:
             "restricted_zip3": tuple(section.restricted_zip3),
             "spacy_model": section.spacy_model,
             "max_chunk_chars": section.max_chunk_chars,
-            "recall_first": _recall_first(section, policy.name),
+            "recall_first": section.recall_first,
             "policy_name": policy.name,
         }
         kwargs.update(overrides)
@@ -200,13 +200,3 @@ class ScrubConfig:
             return cls(**kwargs)
         except ConfigError as exc:
             raise PolicyError(f"policy {policy.name!r}, section `pii:`: {exc}") from exc
-
-
-#: Policies that are recall-first while the policy schema has no ``pii.recall_first`` key
-#: (the shipped healthcare policy: Safe Harbor wants every identifier gone).
-_RECALL_FIRST_POLICIES = frozenset({"healthcare-hipaa"})
-
-
-def _recall_first(section: Any, name: str) -> bool:
-    value = getattr(section, "recall_first", None)
-    return bool(value) if value is not None else name in _RECALL_FIRST_POLICIES

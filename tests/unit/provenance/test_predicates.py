@@ -61,10 +61,23 @@ def test_scrub_predicate_from_plain_report() -> None:
         entity_counts=report["entity_counts"],
         quarantined=report["quarantined"],
         measured_recall=report["recall"],
+        measured_on={"dataset": "labels.jsonl", "kind": "held-out", "documents": 600},
         records_in=10,
         records_out=9,
     )
     assert validate_predicate(SCRUB_PREDICATE, p) == "scrub"
+    assert p["measured_on"] == {"dataset": "labels.jsonl", "kind": "held-out", "documents": 600}
+    # a recall figure without the data it was measured on is refused, and so is an unknown kind
+    with pytest.raises(DataError, match="needs `measured_on`"):
+        scrub_predicate(
+            policy_name="p", inputs=[("a", SHA_A)], outputs=[("b", SHA_B)], entity_counts={},
+            measured_recall=0.9,
+        )  # fmt: skip
+    with pytest.raises(DataError, match="measured_on"):
+        scrub_predicate(
+            policy_name="p", inputs=[("a", SHA_A)], outputs=[("b", SHA_B)], entity_counts={},
+            measured_recall=0.9, measured_on={"dataset": "x", "kind": "vibes"},
+        )  # fmt: skip
     assert p["outputs"][0]["digest"] == {"sha256": SHA_B}
     assert p["policy"] == {"name": "healthcare-hipaa", "digest": "sha256:" + SHA_B}
 
