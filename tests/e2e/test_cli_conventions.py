@@ -268,12 +268,14 @@ def test_manifests_are_signed_with_signing_key_everywhere(tmp_path, capsys):
 def test_eval_fails_only_on_our_own_schemes_calibration():
     from safeguard.cli.eval_cmds import _calibration_failures
 
-    bad = {"level": 1e-4, "false_positives": 3, "within": False, "consistent": False}
-    low = {"level": 1e-2, "false_positives": 5, "within": False, "consistent": True}
-    report = {"null": {"gumbel": {"checks": [low, bad]}, "kgw": {"checks": [bad]}}}
+    # 5 of 1,500 at 1e-4: P(X >= 5) ~ 7e-7 under calibration; 2 of 1,500: ~1e-2 (chance)
+    bad = {"level": 1e-4, "false_positives": 5, "n": 1500}
+    chance = {"level": 1e-4, "false_positives": 2, "n": 1500}
+    low = {"level": 1e-2, "false_positives": 5, "n": 1500}
+    report = {"null": {"gumbel": {"checks": [low, chance, bad]}, "kgw": {"checks": [bad]}}}
     (line,) = _calibration_failures(report)
-    assert line.startswith("gumbel: 3 false positives at level 0.0001")
-    assert _calibration_failures({"null": {"gumbel": {"checks": [low]}}}) == []
+    assert line.startswith("gumbel: 5 of 1500 human texts flagged at level 0.0001")
+    assert _calibration_failures({"null": {"gumbel": {"checks": [low, chance]}}}) == []
 
 
 def test_scrub_progress_bar_knows_its_total(tmp_path):

@@ -65,11 +65,18 @@ def test_report_contents(shipped_report):
     # several nats per token); the p-values are exact, so this is a power check, not luck.
     assert gumbel["tpr"][0]["k"] == gumbel["texts"] == 8
     assert gumbel["tokens_to_detect"]["clean"]["detected_share"] == 1.0
-    # The null is checked on held-out human text at every level.
+    # The null is checked on held-out human text at every level. With one key the count at
+    # each level is Binomial(n, level) if calibrated; the check fails only on counts a
+    # calibrated detector shows with probability < 1e-3 (one-sided), so a stray false
+    # positive at 1e-4 (a 1% event with ~1,500 texts) is not read as miscalibration.
+    from scipy import stats
+
     for scheme in ("gumbel", "kgw"):
         checks = report["null"][scheme]["checks"]
         assert [c["level"] for c in checks] == [1e-2, 1e-3, 1e-4]
-        assert all(c["consistent"] for c in checks), checks
+        for c in checks:
+            k, n, level = c["false_positives"], c["n"], c["level"]
+            assert k == 0 or stats.binom.sf(k - 1, n, level) >= 1e-3, c
     # Normalisation undoes the homoglyph attack that breaks raw detection.
     normalised = report["attacks"]["homoglyphs 0.3"]["gumbel"]["tpr"][0]["rate"]
     raw = report["attacks"]["homoglyphs 0.3 (no normalisation)"]["gumbel"]["tpr"][0]["rate"]

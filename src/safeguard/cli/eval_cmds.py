@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "In the null column, each cell counts human texts flagged at that level; ✗ marks a "
             "count above what the level allows (its 95% Clopper-Pearson interval lies above "
             "the level), (low) one below (a conservative test).\n\n"
-            "Exit codes: 0 done; 1 a safeguard scheme failed its calibration check (✗); "
-            "2 usage error."
+            "Exit codes: 0 done; 1 a safeguard scheme flagged far more human texts than its "
+            "level allows (one-sided binomial test at 1e-3); 2 usage error."
         ),
     )
     p.add_argument(
@@ -168,20 +168,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
 _OWN_SCHEMES = ("gumbel", "exp", "exp-edit")
 
 
+#: A calibration check fails the run only when a calibrated detector would show this many
+#: false positives with probability below this (one-sided exact binomial test). The report's
+#: ✗ (a 95% interval above the level) fires by chance in a few percent of runs; this rule
+#: in about one in a thousand checks.
+FAIL_BELOW = 1e-3
+
+
 def _calibration_failures(report: dict) -> list[str]:
     """One line per (own scheme, level) whose false positives on human text exceed the level.
 
-    "Exceed" means the 95% Clopper–Pearson interval of the measured rate lies above the level
-    (the ✗ of the report). A competitor's failure is reported in the table, not as a failure.
+    "Exceed" means that P(X ≥ k) < :data:`FAIL_BELOW` for X ~ Binomial(n, level): far more
+    false positives than chance allows. A competitor's failure is reported in the table,
+    not as a failure of the run.
     """
+    from scipy import stats
+
     lines = []
     for scheme, null in report.get("null", {}).items():
         if scheme not in _OWN_SCHEMES:
             continue
         for check in null.get("checks", []):
-            if not check.get("within", True) and not check.get("consistent", True):
+            k, n, level = check["false_positives"], check["n"], check["level"]
+            tail = float(stats.binom.sf(k - 1, n, level)) if k else 1.0
+            if tail < FAIL_BELOW:
                 lines.append(
-                    f"{scheme}: {check['false_positives']} false positives at level "
-                    f"{check['level']:g} on human text, more than the level allows"
+                    f"{scheme}: {k} of {n} human texts flagged at level {level:g} (a calibrated "
+                    f"detector shows that many with probability {tail:.1e})"
                 )
     return lines

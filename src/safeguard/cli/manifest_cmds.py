@@ -438,7 +438,7 @@ def register(subparsers: Any) -> None:
         "--measured-kind",
         choices=("synthetic-templates", "hand-labelled", "held-out", "production-sample"),
         default="hand-labelled",
-        help="scrub: what kind of data --measured-on is",
+        help="scrub: what kind of data --measured-on is (default: hand-labelled)",
     )
     p.add_argument("-o", "--out", "--output", dest="output", required=True, help="manifest path")
     p.add_argument("--signing-key", dest="key", help="Ed25519 private key to sign with")

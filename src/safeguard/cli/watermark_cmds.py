@@ -400,7 +400,8 @@ def _warn_unbound(key: Any, flag: str) -> None:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from safeguard._files import read_jsonl
-    from safeguard.watermark import Watermarker, detect_many, normalize_text
+    from safeguard.watermark import Watermarker, normalize_text
+    from safeguard.watermark.batch import detect_records
     from safeguard.watermark.tokenizer import encode_record, load_tokenizer
 
     if args.fpr is None:
@@ -445,47 +446,24 @@ def cmd_detect(args: argparse.Namespace) -> int:
     vocab = len(tokenizer)
 
     def flush(pending: list[tuple[int, list[int], list[int] | None]]) -> None:
-        if not pending:
-            return
-        if single is not None:
-            try:
-                results = single.detect_batch(
-                    [ids for _, ids, _ in pending],
-                    prompts=[p for _, _, p in pending],
-                    false_positive_rate=args.fpr,
-                    **options,
-                )
-                payloads = [(r.to_dict(), r.is_watermarked) for r in results]
-            except ValueError:
-                payloads = None  # an invalid record in the batch: fall back to one by one
-        else:
-            payloads = None
-        for i, (n, ids, prompt_ids) in enumerate(pending):
-            try:
-                if payloads is not None:
-                    payload, hit = payloads[i]
-                elif single is not None:
-                    r = single.detect(
-                        ids,
-                        prompt_ids=prompt_ids,
-                        false_positive_rate=args.fpr,
-                        vocab_size=vocab,
-                        **options,
-                    )
-                    payload, hit = r.to_dict(), r.is_watermarked
-                else:
-                    multi = detect_many(
-                        keys, ids, prompt_ids=prompt_ids, false_positive_rate=args.fpr, **options
-                    )
-                    payload, hit = multi.to_dict(), multi.is_watermarked
-                if localize and single is not None:
-                    payload, hit = _with_spans(single, tokenizer, ids, prompt_ids, payload, args)
-            except ValueError as exc:
+        outcomes = detect_records(
+            keys,
+            [(ids, prompt_ids) for _, ids, prompt_ids in pending],
+            false_positive_rate=args.fpr,
+            vocab_size=vocab,
+            options=options,
+            watermarker=single,
+        )
+        for (n, ids, prompt_ids), outcome in zip(pending, outcomes, strict=True):
+            if outcome.error is not None:
                 counters["errors"] += 1
-                sink.write(json.dumps({"line": n, "error": str(exc)}) + "\n")
+                sink.write(json.dumps({"line": n, "error": outcome.error}) + "\n")
                 continue
+            payload, hit = outcome.payload, outcome.flagged
+            if localize and single is not None:
+                payload, hit = _with_spans(single, tokenizer, ids, prompt_ids, payload, args)
             counters["flagged"] += bool(hit)
-            counters["short"] += payload.get("verdict") == "too short to test"
+            counters["short"] += outcome.too_short
             sink.write(json.dumps({"line": n, **payload}) + "\n")
         pending.clear()
 
@@ -578,7 +556,13 @@ def _detect_ray(args: argparse.Namespace, keys: list[Any], tokenizer: Any, optio
             sink.close()
     sys.stderr.write(
         f"safeguard detect: {_plural(counts.total, 'record')}, {counts.flagged} flagged at "
-        f"fpr={args.fpr:g}, {counts.errors} could not be processed\n"
+        f"fpr={args.fpr:g}, "
+        + (
+            f"{counts.too_short} too short to test (verdict in each line), "
+            if counts.too_short
+            else ""
+        )
+        + f"{counts.errors} could not be processed\n"
     )
     if counts.errors:
         return 2

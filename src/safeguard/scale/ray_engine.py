@@ -120,6 +120,7 @@ class DetectCounts:
     total: int = 0
     flagged: int = 0
     errors: int = 0
+    too_short: int = 0
 
 
 def _split_for_detect(row: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
@@ -175,12 +176,13 @@ class _DetectWorker:
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from safeguard.watermark import detect_many
+        from safeguard.watermark.batch import detect_records
 
         positions = [int(p) for p in batch["pos"]]
         out = [""] * len(positions)  # "" marks a blank line: nothing written
         flag = np.zeros(len(positions), dtype=np.int8)
         err = np.zeros(len(positions), dtype=np.int8)
+        short = np.zeros(len(positions), dtype=np.int8)
         pending: list[tuple[int, list[int], list[int] | None]] = []
         for i, (pos, raw) in enumerate(zip(positions, batch["raw"], strict=True)):
             body = bytes(raw).rstrip(b"\r\n")
@@ -193,54 +195,27 @@ class _DetectWorker:
                 out[i], err[i] = json.dumps({"line": n, "error": str(exc)}), 1
                 continue
             pending.append((i, ids, prompt_ids))
-        payloads = None
-        if self.single is not None and pending:
-            try:
-                results = self.single.detect_batch(
-                    [ids for _, ids, _ in pending],
-                    prompts=[p for _, _, p in pending],
-                    false_positive_rate=self.fpr,
-                    **self.options,
-                )
-                payloads = [(r.to_dict(), r.is_watermarked) for r in results]
-            except ValueError:
-                payloads = None  # an invalid record in the batch: one by one
-        for k, (i, ids, prompt_ids) in enumerate(pending):
+        outcomes = detect_records(
+            self.keys,
+            [(ids, prompt_ids) for _, ids, prompt_ids in pending],
+            false_positive_rate=self.fpr,
+            vocab_size=self.vocab,
+            options=self.options,
+            watermarker=self.single,
+        )
+        for (i, _, _), outcome in zip(pending, outcomes, strict=True):
             n = positions[i] + 1
-            try:
-                if payloads is not None:
-                    payload, hit = payloads[k]
-                elif self.single is not None:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        r = self.single.detect(
-                            ids,
-                            prompt_ids=prompt_ids,
-                            false_positive_rate=self.fpr,
-                            vocab_size=self.vocab,
-                            **self.options,
-                        )
-                    payload, hit = r.to_dict(), r.is_watermarked
-                else:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        multi = detect_many(
-                            self.keys,
-                            ids,
-                            prompt_ids=prompt_ids,
-                            false_positive_rate=self.fpr,
-                            **self.options,
-                        )
-                    payload, hit = multi.to_dict(), multi.is_watermarked
-            except ValueError as exc:
-                out[i], err[i] = json.dumps({"line": n, "error": str(exc)}), 1
+            if outcome.error is not None:
+                out[i], err[i] = json.dumps({"line": n, "error": outcome.error}), 1
                 continue
-            out[i], flag[i] = json.dumps({"line": n, **payload}), int(bool(hit))
+            out[i] = json.dumps({"line": n, **(outcome.payload or {})})
+            flag[i], short[i] = int(outcome.flagged), int(outcome.too_short)
         return {
             "pos": np.asarray(positions, dtype=np.int64),
             "out": np.asarray(out, dtype=object),
             "flag": flag,
             "err": err,
+            "short": short,
         }
 
 
@@ -322,6 +297,7 @@ def detect_file(
         counts.total += 1
         counts.flagged += int(row["flag"])
         counts.errors += int(row["err"])
+        counts.too_short += int(row["short"])
         sink.write(line + "\n")
     return counts
 
