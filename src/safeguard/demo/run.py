@@ -497,9 +497,8 @@ def format_table(summary: DemoSummary) -> str:
         (
             "PII recall, measured",
             f"recall {summary.measured_recall:.3f}, precision {summary.measured_precision:.3f} on "
-            f"this demo's {summary.notes} synthetic template notes (an upper bound, not a "
-            "guarantee; on text the scrubber was not tuned on see benchmarks/RESULTS.md, "
-            "PII scrubbing)",
+            f"this demo's {summary.notes} template notes (an upper bound, not a guarantee; "
+            "unseen text: benchmarks/RESULTS.md)",
         ),
         (
             "privacy budget",
