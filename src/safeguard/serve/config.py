@@ -166,6 +166,9 @@ class ServerConfig(_Model):
         auth_throttle: Failed authentications allowed per client address.
         detect_threads: Threads one request's batch detection may use.
         openapi: Serve ``/openapi.json`` and ``/docs``.
+        allow_legacy_prf_keys: Serve keys of PRF version 1, whose detection answers leak
+            the key (two answers in one context recover every value of that context). Off:
+            such keys are refused at start-up; re-create them (``safeguard keygen``).
     """
 
     schema_version: Literal[1] = 1
@@ -182,6 +185,7 @@ class ServerConfig(_Model):
     auth_throttle: AuthThrottle = AuthThrottle()
     detect_threads: int = Field(default=1, ge=1, le=256)
     openapi: bool = True
+    allow_legacy_prf_keys: bool = False
 
     @model_validator(mode="after")
     def _unique(self) -> ServerConfig:

@@ -8,11 +8,11 @@ so a text is always tokenized the way the key's generations were.
 from __future__ import annotations
 
 import logging
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safeguard._files import warn_if_readable_by_others
 from safeguard.errors import ConfigError, KeyFileError
 from safeguard.serve.config import ServerConfig
 
@@ -82,12 +82,14 @@ class KeyRing:
                 continue
             if key.key_id not in wanted:
                 continue
-            if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                log.warning(
-                    "key file %s (key %s) is readable by other users; chmod 600 it",
-                    path.name,
-                    key.key_id,
+            if key.prf_version < 2 and not config.allow_legacy_prf_keys:
+                raise ConfigError(
+                    f"key {key.key_id} ({path.name}) uses PRF version {key.prf_version}, whose "
+                    "detection answers leak the key to a caller who probes the service; create a "
+                    "new key with `safeguard keygen` (version 2), or set `allow_legacy_prf_keys: "
+                    "true` while you migrate"
                 )
+            warn_if_readable_by_others(path, f"key file (key {key.key_id})", logger=log)
             keys[key.key_id] = key
         missing = sorted(wanted - keys.keys())
         if missing:

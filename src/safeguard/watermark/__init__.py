@@ -13,7 +13,7 @@ imported when generation is used.
 
 from __future__ import annotations
 
-from safeguard.watermark.keys import WatermarkKey, tokenizer_fingerprint
+from safeguard.watermark.keys import LegacyPRFWarning, WatermarkKey, tokenizer_fingerprint
 from safeguard.watermark.localize import LocalizationResult, Span
 from safeguard.watermark.normalize import normalize_text
 from safeguard.watermark.result import DetectionResult, MultiKeyResult
@@ -22,6 +22,7 @@ from safeguard.watermark.watermarker import ShortTextWarning, Watermarker, detec
 
 __all__ = [
     "DetectionResult",
+    "LegacyPRFWarning",
     "LocalizationResult",
     "MultiKeyResult",
     "ShortTextWarning",

@@ -133,3 +133,27 @@ def test_the_budget_is_per_key_and_refuses_with_retry_after(world):
         assert "5 texts per key per 24 hours" in r.json()["error"]["message"]
         too_many = ask(6)
         assert too_many.status_code == 429
+
+
+def test_keys_of_the_leaky_prf_version_1_are_refused_unless_allowed(world, tmp_path):
+    from safeguard.errors import ConfigError
+    from safeguard.serve.keystore import KeyRing
+
+    store = tmp_path / "keys"
+    store.mkdir()
+    old = WatermarkKey.from_secret(bytes([7]) * 32, "gumbel", prf_version=1)
+    with pytest.warns(UserWarning):
+        old = old.bind(world.tokenizer)
+    old.save(store / "old.json")
+    base = world.config_dict()
+    tenant = {**base["tenants"][1], "keys": [old.key_id]}
+    cfg = dict(base, key_store=str(store), tenants=[tenant])
+    from safeguard.serve import ServerConfig
+
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match="PRF version 1"):
+        KeyRing.from_config(ServerConfig.model_validate(cfg))
+    with pytest.warns(UserWarning):
+        ring = KeyRing.from_config(
+            ServerConfig.model_validate({**cfg, "allow_legacy_prf_keys": True})
+        )
+    assert ring.get(tenant["name"], old.key_id) is not None
