@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pii_eval_common import HEADER, per_entity_table, run_all, show_errors
+from pii_eval_common import run_all, write_report
 
 from safeguard.pii.evaluate import safe_harbor_gold
 from safeguard.pii.synthetic import read_marked_notes
@@ -54,22 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     gold_all = [list(n.spans) for n in notes]
     gold_phi = [safe_harbor_gold(n.text, n.spans) for n in notes]
     runs = run_all(texts, gold_phi, gold_all, batch_size=64, repeats=args.repeats)
-    base = runs[0].docs_per_s
-    lines = [
+    write_report(
         f"Clinical notes, {args.set} set ({len(texts)} notes, {sum(len(g) for g in gold_phi)} "
         f"Safe Harbor gold spans, file `tests/data/pii/clinical_notes_{args.set}.txt`):",
-        "",
-        HEADER,
-        *(r.row(base) for r in runs),
-        "",
-        *per_entity_table(runs),
-    ]
-    sys.stdout.write("\n".join(lines) + "\n")
-    if args.errors:
-        sys.stdout.write(
-            "\n".join(show_errors(texts, gold_phi, gold_all, runs[-1].predictions, args.errors))
-            + "\n"
-        )
+        texts,
+        gold_phi,
+        gold_all,
+        runs,
+        args.errors,
+    )
     return 0
 
 

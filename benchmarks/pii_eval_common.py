@@ -148,3 +148,23 @@ def show_errors(
             if alnum and 2 * sum(labelled[i] for i in alnum) < len(alnum):
                 out.append(f"FP   {t}: {text[s:e]!r}  in {text[max(0, s - 40) : e + 40]!r}")
     return out[:limit]
+
+
+def write_report(
+    title: str,
+    texts: Sequence[str],
+    gold_phi: Sequence[Sequence[Span]],
+    gold_all: Sequence[Sequence[Span]],
+    runs: Sequence[SystemRun],
+    errors: int,
+) -> None:
+    """Print the side-by-side table (speeds relative to the first system), the per-entity
+    table and, with ``errors`` > 0, that many misses and false positives of the last system."""
+    import sys
+
+    base = runs[0].docs_per_s
+    lines = [title, "", HEADER, *(r.row(base) for r in runs), "", *per_entity_table(runs)]
+    sys.stdout.write("\n".join(lines) + "\n")
+    if errors:
+        found = show_errors(texts, gold_phi, gold_all, runs[-1].predictions, errors)
+        sys.stdout.write("\n".join(found) + "\n")

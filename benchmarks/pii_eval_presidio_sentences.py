@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pii_eval_common import HEADER, per_entity_table, run_all, show_errors
+from pii_eval_common import run_all, write_report
 
 from safeguard.pii.evaluate import safe_harbor_gold
 from safeguard.pii.patterns import US_STATES
@@ -122,23 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         gold_all.append(every)
 
     runs = run_all(texts, gold_phi, gold_all, batch_size=args.batch_size, repeats=args.repeats)
-    base = runs[0].docs_per_s
     kind = "held-out" if args.seed == HELDOUT_SEED else "development"
-    lines = [
+    write_report(
         f"presidio-evaluator sentences, {kind} seed {args.seed} (n={args.n}, "
         f"{sum(len(g) for g in gold_phi)} Safe Harbor gold spans of {sum(len(g) for g in gold_all)} labelled):",
-        "",
-        HEADER,
-        *(r.row(base) for r in runs),
-        "",
-        *per_entity_table(runs),
-    ]
-    sys.stdout.write("\n".join(lines) + "\n")
-    if args.errors:
-        sys.stdout.write(
-            "\n".join(show_errors(texts, gold_phi, gold_all, runs[-1].predictions, args.errors))
-            + "\n"
-        )
+        texts,
+        gold_phi,
+        gold_all,
+        runs,
+        args.errors,
+    )
     return 0
 
 
