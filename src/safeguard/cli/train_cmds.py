@@ -315,11 +315,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["grad_sample_mode"] = args.grad_sample_mode
     batch_size = args.batch_size or section.batch_size or 16
     state = None
-    if args.resume:
-        if not checkpoint.exists():
-            raise VerificationError(
-                f"--resume: no checkpoint {str(checkpoint)!r}; refusing to start over (ε would restart)"
-            )
+    if args.resume:  # the checkpoint's existence was checked before the data was read
         try:
             state = torch.load(checkpoint, weights_only=False)
         except Exception as exc:

@@ -792,11 +792,11 @@ def _is_prefix(short: list[dict[str, Any]], long: list[dict[str, Any]]) -> bool:
 
 def save_private(obj: Any, path: Path) -> None:
     """``torch.save`` ``obj`` to ``path`` through a 0600 temporary file, then rename it."""
+    from safeguard._files import open_private
+
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
+        with open_private(tmp, "wb") as fh:
             torch.save(obj, fh)
     except BaseException:
         tmp.unlink(missing_ok=True)
