@@ -14,18 +14,48 @@ reports) and never import :mod:`safeguard.pii`, :mod:`safeguard.privacy` or
 :mod:`safeguard.watermark`. Schemas are pydantic models: required fields and
 types are checked, extra fields are kept (predicates may grow), and no field
 may carry key material (:func:`find_secrets`).
+
+The builders live here; the type URIs and schemas in
+:mod:`safeguard.provenance.predicate_schemas`, and the registry and validation in
+:mod:`safeguard.provenance.predicate_registry`. Every name stays importable from here.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from safeguard.errors import DataError
+from safeguard.provenance.predicate_registry import (
+    _REGISTRY,  # noqa: F401  (the registry itself, for tests that add and remove kinds)
+    PredicateSpec,
+    find_secrets,
+    get_predicate,
+    kind_of,
+    known_predicates,
+    register_predicate,
+    validate_predicate,
+)
+from safeguard.provenance.predicate_schemas import (
+    C2PA_TRAINED_ALGORITHMIC_MEDIA,
+    DATASET_PREDICATE,
+    GENERATION_PREDICATE,
+    MERKLE_ALGORITHM,
+    SCRUB_PREDICATE,
+    SLSA_PROVENANCE_V1,
+    TRAINING_BUILD_TYPE,
+    DatasetSchema,
+    GenerationSchema,
+    PredicateKind,
+    PredicateSchemaError,
+    ScrubSchema,
+    TrainingSchema,
+    UnknownPredicateError,
+    _MeasuredOn,
+)
 
 __all__ = [
     "C2PA_TRAINED_ALGORITHMIC_MEDIA",
@@ -35,9 +65,13 @@ __all__ = [
     "SCRUB_PREDICATE",
     "SLSA_PROVENANCE_V1",
     "TRAINING_BUILD_TYPE",
+    "DatasetSchema",
+    "GenerationSchema",
     "PredicateKind",
     "PredicateSchemaError",
     "PredicateSpec",
+    "ScrubSchema",
+    "TrainingSchema",
     "UnknownPredicateError",
     "dataset_predicate",
     "find_secrets",
@@ -51,293 +85,6 @@ __all__ = [
     "training_predicate",
     "validate_predicate",
 ]
-
-_BASE = "https://safeguard-ai.github.io/provenance"
-DATASET_PREDICATE = f"{_BASE}/dataset/v1"
-SCRUB_PREDICATE = f"{_BASE}/scrub/v1"
-GENERATION_PREDICATE = f"{_BASE}/generation/v1"
-SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
-#: buildType of a safeguard DP fine-tuning run inside a SLSA Provenance v1 predicate.
-TRAINING_BUILD_TYPE = f"{_BASE}/dp-training/v1"
-#: IPTC digital source type that C2PA uses for generative-AI output.
-C2PA_TRAINED_ALGORITHMIC_MEDIA = (
-    "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-)
-#: Merkle construction used for dataset roots.
-MERKLE_ALGORITHM = "rfc6962-sha256"
-
-PredicateKind = Literal["dataset", "scrub", "training", "generation"]
-
-
-class PredicateSchemaError(DataError):
-    """A predicate does not match the schema of its predicate type."""
-
-
-class UnknownPredicateError(DataError):
-    """A manifest's predicateType (or a kind name) is not registered."""
-
-
-# --------------------------------------------------------------------------- schemas
-
-
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class _Digest(_Open):
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class _Resource(_Open):
-    name: str | None = None
-    uri: str | None = None
-    digest: _Digest
-    annotations: dict[str, Any] = Field(default_factory=dict)
-
-
-class _Source(_Open):
-    uri: str = Field(min_length=1)
-    license: str | None = None
-    digest: _Digest | None = None
-
-
-class _Merkle(_Open):
-    algorithm: Literal["rfc6962-sha256"]
-    root: str = Field(pattern=r"^[0-9a-f]{64}$")
-    tree_size: int = Field(ge=0)
-    record_encoding: str
-
-
-class DatasetSchema(_Open):
-    """Schema of the dataset predicate."""
-
-    name: str = Field(min_length=1)
-    sources: list[_Source] = Field(default_factory=list)
-    licenses: list[str] = Field(default_factory=list)
-    record_count: int = Field(ge=0)
-    merkle: _Merkle
-
-
-class _PolicyRef(_Open):
-    name: str = Field(min_length=1)
-    digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
-
-
-class _MeasuredOn(_Open):
-    """The labelled data a recall figure was measured on (so no one reads it as a guarantee)."""
-
-    dataset: str = Field(min_length=1)
-    kind: Literal["synthetic-templates", "hand-labelled", "held-out", "production-sample"]
-    documents: int | None = Field(default=None, ge=1)
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    metric: str | None = None
-
-
-class ScrubSchema(_Open):
-    """Schema of the scrub-run predicate."""
-
-    policy: _PolicyRef
-    inputs: list[_Resource] = Field(min_length=1)
-    outputs: list[_Resource] = Field(min_length=1)
-    entity_counts: dict[str, int]
-    records_in: int | None = Field(default=None, ge=0)
-    records_out: int | None = Field(default=None, ge=0)
-    quarantined: int = Field(ge=0)
-    measured_recall: float | None = Field(default=None, ge=0.0, le=1.0)
-    measured_on: _MeasuredOn | None = None
-
-
-class _BuildDefinition(_Open):
-    buildType: str = Field(min_length=1)
-    externalParameters: dict[str, Any]
-    internalParameters: dict[str, Any] = Field(default_factory=dict)
-    resolvedDependencies: list[_Resource] = Field(default_factory=list)
-
-
-class _Builder(_Open):
-    id: str = Field(min_length=1)
-
-
-class _RunDetails(_Open):
-    builder: _Builder
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    byproducts: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class TrainingSchema(_Open):
-    """Schema of a SLSA Provenance v1 predicate (as written for a training run)."""
-
-    buildDefinition: _BuildDefinition
-    runDetails: _RunDetails
-
-
-class _Watermark(_Open):
-    scheme: str = Field(min_length=1)
-    key_id: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class GenerationSchema(_Open):
-    """Schema of the generation predicate."""
-
-    model: _Resource
-    digitalSourceType: Literal[
-        "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-    ]
-    watermark: _Watermark | None = None
-
-
-# --------------------------------------------------------------------------- registry
-
-
-@dataclass(frozen=True, kw_only=True)
-class PredicateSpec:
-    """A registered predicate: its kind name, type URI and schema.
-
-    Attributes:
-        kind: Short name used by the CLI and :func:`~safeguard.provenance.write_manifest`.
-        predicate_type: The in-toto ``predicateType`` URI.
-        schema: A pydantic model the predicate must validate against.
-    """
-
-    kind: str
-    predicate_type: str
-    schema: type[BaseModel]
-
-
-_REGISTRY: dict[str, PredicateSpec] = {}
-
-
-def register_predicate(
-    kind: str, predicate_type: str, schema: type[BaseModel], *, force: bool = False
-) -> None:
-    """Register a predicate kind (the extension point for new manifest kinds).
-
-    Raises:
-        DataError: ``kind`` or ``predicate_type`` is already registered and ``force`` is false.
-    """
-    if not force:
-        for spec in _REGISTRY.values():
-            if spec.kind == kind or spec.predicate_type == predicate_type:
-                raise DataError(
-                    f"predicate kind {kind!r} / type {predicate_type!r} is already registered; "
-                    "pass force=True to replace it"
-                )
-    _REGISTRY[kind] = PredicateSpec(kind=kind, predicate_type=predicate_type, schema=schema)
-
-
-register_predicate("dataset", DATASET_PREDICATE, DatasetSchema)
-register_predicate("scrub", SCRUB_PREDICATE, ScrubSchema)
-register_predicate("training", SLSA_PROVENANCE_V1, TrainingSchema)
-register_predicate("generation", GENERATION_PREDICATE, GenerationSchema)
-
-
-def known_predicates() -> list[PredicateSpec]:
-    """The registered predicates."""
-    return list(_REGISTRY.values())
-
-
-def get_predicate(kind: str) -> PredicateSpec:
-    """The spec registered under ``kind``.
-
-    Raises:
-        UnknownPredicateError: ``kind`` is not registered; the message lists the known kinds.
-    """
-    try:
-        return _REGISTRY[kind]
-    except KeyError:
-        raise UnknownPredicateError(
-            f"unknown manifest kind {kind!r}; known kinds: {', '.join(sorted(_REGISTRY))}"
-        ) from None
-
-
-def kind_of(predicate_type: str) -> str:
-    """The kind registered for a predicateType URI.
-
-    Raises:
-        UnknownPredicateError: The URI is not registered.
-    """
-    for spec in _REGISTRY.values():
-        if spec.predicate_type == predicate_type:
-            return spec.kind
-    known = ", ".join(s.predicate_type for s in _REGISTRY.values())
-    raise UnknownPredicateError(f"unknown predicateType {predicate_type!r}; known types: {known}")
-
-
-_SECRET_NAMES = frozenset(
-    {"key", "secret", "secret_key", "private_key", "privatekey", "password", "passphrase", "xi"}
-)
-
-
-def find_secrets(data: Any, path: str = "predicate") -> list[str]:
-    """Paths inside ``data`` that look like key material (a field named ``key``/``secret``/...,
-    or a PEM private key). Manifests must carry key ids only.
-
-    >>> find_secrets({"watermark": {"scheme": "gumbel", "key_id": "ab12"}})
-    []
-    >>> find_secrets({"watermark": {"key": "00ff"}})
-    ['predicate.watermark.key']
-    """
-    found: list[str] = []
-    if isinstance(data, Mapping):
-        for k, v in data.items():
-            sub = f"{path}.{k}"
-            if str(k).lower() in _SECRET_NAMES:
-                found.append(sub)
-            else:
-                found.extend(find_secrets(v, sub))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            found.extend(find_secrets(v, f"{path}[{i}]"))
-    elif isinstance(data, str) and "PRIVATE KEY" in data:
-        found.append(path)
-    return found
-
-
-def validate_predicate(predicate_type: str, predicate: Any) -> str:
-    """Check a predicate against its registered schema and for key material.
-
-    Returns:
-        The predicate's kind.
-
-    Raises:
-        UnknownPredicateError: ``predicate_type`` is not registered.
-        PredicateSchemaError: The predicate does not match; every problem is listed with its path.
-    """
-    kind = kind_of(predicate_type)
-    spec = _REGISTRY[kind]
-    problems: list[str] = []
-    try:
-        spec.schema.model_validate(predicate)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(predicate)"
-            problems.append(f"{loc}: {err['msg']}")
-    problems.extend(
-        f"{p}: looks like key material; manifests carry key ids only"
-        for p in find_secrets(predicate)
-    )
-    if kind == "training" and isinstance(predicate, dict):
-        build_type = (
-            predicate.get("buildDefinition", {}).get("buildType")
-            if isinstance(predicate.get("buildDefinition"), dict)
-            else None
-        )
-        if build_type == TRAINING_BUILD_TYPE:
-            ext = predicate["buildDefinition"].get("externalParameters", {})
-            if not isinstance(ext, dict) or not isinstance(ext.get("dp"), dict):
-                problems.append(
-                    "buildDefinition.externalParameters.dp: a DP training run must record its DP config"
-                )
-    if problems:
-        raise PredicateSchemaError(
-            f"{kind} predicate does not match its schema ({len(problems)} problem(s)): "
-            + "; ".join(problems)
-        )
-    return kind
-
-
-# --------------------------------------------------------------------------- builders
 
 
 def _now() -> str:
