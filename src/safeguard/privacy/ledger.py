@@ -16,21 +16,29 @@ reported next to it as a cross-check, and the Gaussian-DP μ as well.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safeguard.errors import BudgetExceededError, ConfigError, VerificationError, missing_dependency
+from safeguard.errors import BudgetExceededError, ConfigError, VerificationError
 from safeguard.privacy import accounting
+from safeguard.privacy.chain import (
+    GENESIS,
+    LEDGER_VERSION,
+    LedgerAnchor,
+    canonical,
+    entry_hash,
+    read_verified,
+    verify_entries,
+    write_json_atomic,
+)
+from safeguard.privacy.epsilon import compute_epsilon, max_steps
 
 __all__ = [
     "GENESIS",
@@ -38,30 +46,11 @@ __all__ = [
     "BudgetLedger",
     "LedgerAnchor",
     "LedgerSummary",
+    "compute_epsilon",
     "library_versions",
 ]
 
 log = logging.getLogger(__name__)
-
-#: ``prev`` of the first entry.
-GENESIS = "0" * 64
-LEDGER_VERSION = 1
-
-
-def _canonical(entry: dict[str, Any]) -> bytes:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-def _entry_hash(entry: dict[str, Any]) -> str:
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(_canonical(body)).hexdigest()
-
-
-def _write_json_atomic(path: Path, body: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(body, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def library_versions() -> dict[str, str]:
@@ -75,88 +64,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def _opacus_epsilon(
-    accountant: str, history: Sequence[tuple[float, float, int]], delta: float
-) -> float:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from opacus.accountants import create_accountant
-
-            acc = create_accountant(mechanism=accountant)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise missing_dependency("opacus", "dp") from exc
-    acc.history = [tuple(h) for h in history]
-    import numpy as np
-
-    # The PRV accountant takes log(0) on the empty tails of its grid: harmless, and not the
-    # user's concern (it printed a dozen RuntimeWarnings per training run).
-    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(acc.get_epsilon(delta=delta))
-
-
-def compute_epsilon(
-    accountant: str, history: Sequence[tuple[float, float, int]], delta: float
-) -> float:
-    """ε at ``delta`` of a ``(σ, q, steps)`` history under ``accountant``.
-
-    ``rdp`` and ``gdp`` are computed by :mod:`safeguard.privacy.accounting` (equal to
-    Opacus' on constant histories; GDP also composes changing σ and q); ``prv`` uses
-    Opacus' PRV accountant.
-    """
-    history = accounting.compress_history(history)
-    if not history:
-        return 0.0
-    if accountant == "rdp":
-        return accounting.rdp_epsilon(history, delta)
-    if accountant == "gdp":
-        return accounting.gdp_epsilon(history, delta)
-    if accountant == "prv":
-        if any(sigma == 0 for sigma, _, _ in history):
-            return math.inf
-        return _opacus_epsilon("prv", history, delta)
-    raise ConfigError(f"`accountant` (={accountant!r}) must be one of prv, rdp, gdp")
-
-
-@dataclass(frozen=True, kw_only=True)
-class LedgerAnchor:
-    """The head of a ledger at one moment: how many entries it had and the newest hash.
-
-    A hash chain proves that no entry was edited, removed or reordered *inside* the chain,
-    but a ledger cut short at its tail is still a valid chain. Anchors close that gap: they
-    are copied into places a truncated or deleted ledger cannot rewrite by itself (the
-    checkpoint, the model folder, the signed training manifest, the per-dataset registry),
-    and a ledger is only accepted if it *extends* every anchor it is shown
-    (:meth:`BudgetLedger.check_anchor`).
-
-    Attributes:
-        entries: Number of entries the ledger had.
-        head: SHA-256 (hex) of its newest entry (:data:`GENESIS` for an empty ledger).
-    """
-
-    entries: int
-    head: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"entries": self.entries, "head": self.head}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "anchor") -> LedgerAnchor:
-        """Parse :meth:`to_dict` output; :class:`VerificationError` if it is malformed."""
-        try:
-            entries, head = data["entries"], data["head"]
-        except (KeyError, TypeError) as exc:
-            raise VerificationError(
-                f"{source}: not a ledger anchor (needs `entries` and `head`)"
-            ) from exc
-        if not (
-            isinstance(entries, int) and entries >= 0 and isinstance(head, str) and len(head) == 64
-        ):
-            raise VerificationError(f"{source}: malformed ledger anchor {data!r}")
-        return cls(entries=entries, head=head)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,53 +146,9 @@ class BudgetLedger:
         self._eps_cache: dict[tuple[Any, ...], float] = {}
         self._anchor_files = [Path(a) for a in anchor_files]
         if self._path is not None and self._path.exists() and self._path.stat().st_size > 0:
-            self._entries = self._read_verified(self._path)
+            self._entries = read_verified(self._path)
 
     # ------------------------------------------------------------------ reading
-    @staticmethod
-    def _read_verified(path: Path) -> list[dict[str, Any]]:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise VerificationError(f"cannot read ledger {str(path)!r}: {exc}") from exc
-        entries = []
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise VerificationError(
-                    f"ledger {str(path)!r} line {n} is not JSON ({exc.msg}); the ledger is corrupt: "
-                    "refusing to use it rather than restart the budget; restore it from a checkpoint"
-                ) from exc
-            if not isinstance(entry, dict):
-                raise VerificationError(f"ledger {str(path)!r} line {n} is not a JSON object")
-            entries.append(entry)
-        BudgetLedger._verify_entries(entries, source=str(path))
-        return entries
-
-    @staticmethod
-    def _verify_entries(entries: Sequence[dict[str, Any]], source: str) -> None:
-        prev = GENESIS
-        for n, entry in enumerate(entries):
-            where = f"ledger {source!r} entry {n}"
-            if entry.get("prev") != prev:
-                raise VerificationError(
-                    f"{where}: hash chain broken (entry removed, reordered or edited); "
-                    "refusing to use it rather than restart the budget; restore it from a checkpoint"
-                )
-            if entry.get("index") != n:
-                raise VerificationError(f"{where}: index {entry.get('index')!r} != {n}")
-            if _entry_hash(entry) != entry.get("hash"):
-                raise VerificationError(
-                    f"{where}: content does not match its hash (edited); "
-                    "refusing to use it rather than restart the budget"
-                )
-            if n == 0 and entry.get("kind") != "run_start":
-                raise VerificationError(f"{where}: the first entry must be a run_start")
-            prev = entry["hash"]
-
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BudgetLedger:
         """Read and verify a ledger file; :class:`VerificationError` if it is corrupt or missing."""
@@ -294,23 +157,17 @@ class BudgetLedger:
             raise VerificationError(
                 f"ledger {str(p)!r} does not exist; refusing to resume without it (ε would restart at 0)"
             )
-        ledger = cls.__new__(cls)
-        ledger._entries = cls._read_verified(p)
-        ledger._path = None
-        ledger._eps_cache = {}
-        ledger._anchor_files = []
+        ledger = cls()  # in memory, no anchor files
+        ledger._entries = read_verified(p)
         return ledger
 
     @classmethod
     def from_lines(cls, text: str) -> BudgetLedger:
         """Parse and verify a ledger from its JSON-lines text."""
         entries = [json.loads(line) for line in text.splitlines() if line.strip()]
-        cls._verify_entries(entries, source="<text>")
-        ledger = cls.__new__(cls)
+        verify_entries(entries, source="<text>")
+        ledger = cls()
         ledger._entries = entries
-        ledger._path = None
-        ledger._eps_cache = {}
-        ledger._anchor_files = []
         return ledger
 
     # ------------------------------------------------------------------ writing
@@ -318,12 +175,12 @@ class BudgetLedger:
         entry = dict(entry)
         entry["index"] = len(self._entries)
         entry["prev"] = self._entries[-1]["hash"] if self._entries else GENESIS
-        entry["hash"] = _entry_hash(entry)
+        entry["hash"] = entry_hash(entry)
         self._entries.append(entry)
         if self._path is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             with self._path.open("a", encoding="utf-8") as fh:
-                fh.write(_canonical(entry).decode("utf-8") + "\n")
+                fh.write(canonical(entry).decode("utf-8") + "\n")
                 fh.flush()
         self.write_anchors()
         return entry
@@ -343,7 +200,7 @@ class BudgetLedger:
         if self._path is not None:
             body["ledger"] = str(self._path.resolve())
         for target in self._anchor_files:
-            _write_json_atomic(target, body)
+            write_json_atomic(target, body)
 
     def start_run(
         self,
@@ -434,14 +291,14 @@ class BudgetLedger:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_suffix(p.suffix + ".tmp")
         tmp.write_text(
-            "".join(_canonical(e).decode("utf-8") + "\n" for e in self._entries), encoding="utf-8"
+            "".join(canonical(e).decode("utf-8") + "\n" for e in self._entries), encoding="utf-8"
         )
         os.replace(tmp, p)
         return p
 
     def to_lines(self) -> str:
         """The ledger as JSON-lines text."""
-        return "".join(_canonical(e).decode("utf-8") + "\n" for e in self._entries)
+        return "".join(canonical(e).decode("utf-8") + "\n" for e in self._entries)
 
     # ------------------------------------------------------------------ queries
     @property
@@ -507,7 +364,7 @@ class BudgetLedger:
 
     def verify(self) -> None:
         """Re-check the hash chain; :class:`VerificationError` if it is broken."""
-        self._verify_entries(self._entries, source=str(self._path or "<memory>"))
+        verify_entries(self._entries, source=str(self._path or "<memory>"))
 
     def history(self) -> list[tuple[float, float, int]]:
         """``(σ, q, steps)`` triples over all runs, consecutive equal settings merged."""
@@ -592,32 +449,15 @@ class BudgetLedger:
 
         Returns 0 when even one more step would exceed the budget.
         """
-        d = self.delta
-        prior = self.history()
-
-        def fits(k: int) -> bool:
-            return (
-                compute_epsilon(self.accountant, [*prior, (noise_multiplier, sample_rate, k)], d)
-                <= max_epsilon
-            )
-
-        if hint is not None and hint >= 1 and fits(hint):
-            lo, hi = hint, hint * 2
-        elif fits(1):
-            lo, hi = 1, 2
-        else:
-            return 0
-        while fits(hi):
-            lo, hi = hi, hi * 2
-            if hi > 10**9:
-                return hi
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if fits(mid):
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        return max_steps(
+            self.accountant,
+            self.history(),
+            self.delta,
+            noise_multiplier=noise_multiplier,
+            sample_rate=sample_rate,
+            max_epsilon=max_epsilon,
+            hint=hint,
+        )
 
     def fits_budget(
         self, *, noise_multiplier: float, sample_rate: float, steps: int, max_epsilon: float
