@@ -98,17 +98,6 @@ def croissant_metadata(
     """
     _require(dataset, "dataset", "dataset")
     pred = dataset.statement.predicate
-    files = [
-        {
-            "@type": "cr:FileObject",
-            "@id": s.name,
-            "name": s.name,
-            "contentUrl": s.name,
-            "encodingFormat": "application/jsonlines",
-            "sha256": s.sha256,
-        }
-        for s in dataset.statement.subjects
-    ]
     sources = pred.get("sources", [])
     doc: dict[str, Any] = {
         "@context": dict(CROISSANT_CONTEXT),
@@ -117,7 +106,7 @@ def croissant_metadata(
         "name": pred["name"],
         "description": description or pred.get("description", f"Dataset {pred['name']}"),
         "license": pred.get("licenses", []),
-        "distribution": files,
+        "distribution": _file_objects(dataset),
         "rai:dataCollection": data_collection
         or (
             "Collected from: " + ", ".join(s["uri"] for s in sources) if sources else "not recorded"
@@ -132,36 +121,59 @@ def croissant_metadata(
         doc["url"] = url
     if scrub is not None:
         _require(scrub, "scrub", "scrub")
-        sp = scrub.statement.predicate
-        counts = sp.get("entity_counts", {})
-        found = ", ".join(f"{k} ({v})" for k, v in sorted(counts.items())) or "none found"
-        doc["rai:personalSensitiveInformation"] = (
-            f"Scrubbed with PII policy {sp['policy']['name']!r}; entities found and replaced: {found}."
-        )
-        recall = sp.get("measured_recall")
-        doc["rai:dataPreprocessingProtocol"] = [
-            f"PII/PHI scrubbing with policy {sp['policy']['name']!r}"
-            + (f" (policy digest {sp['policy']['digest']})" if sp["policy"].get("digest") else ""),
+        doc.update(_scrub_terms(scrub))
+    if raw is not None:
+        _require(raw, "dataset", "raw")
+        derived = doc.setdefault("prov:wasDerivedFrom", [])
+        for s in raw.statement.subjects:
+            if not any(d.get("sha256") == s.sha256 for d in derived):
+                derived.append({"@id": s.name, "sha256": s.sha256})
+    return doc
+
+
+def _file_objects(dataset: Manifest) -> list[dict[str, Any]]:
+    """One ``cr:FileObject`` per subject of a dataset manifest."""
+    return [
+        {
+            "@type": "cr:FileObject",
+            "@id": s.name,
+            "name": s.name,
+            "contentUrl": s.name,
+            "encodingFormat": "application/jsonlines",
+            "sha256": s.sha256,
+        }
+        for s in dataset.statement.subjects
+    ]
+
+
+def _scrub_terms(scrub: Manifest) -> dict[str, Any]:
+    """The RAI terms a scrub manifest fills, and the PROV-O lineage to its inputs."""
+    sp = scrub.statement.predicate
+    policy = sp["policy"]
+    counts = sp.get("entity_counts", {})
+    found = ", ".join(f"{k} ({v})" for k, v in sorted(counts.items())) or "none found"
+    recall = sp.get("measured_recall")
+    return {
+        "rai:personalSensitiveInformation": (
+            f"Scrubbed with PII policy {policy['name']!r}; entities found and replaced: {found}."
+        ),
+        "rai:dataPreprocessingProtocol": [
+            f"PII/PHI scrubbing with policy {policy['name']!r}"
+            + (f" (policy digest {policy['digest']})" if policy.get("digest") else ""),
             f"{sp.get('quarantined', 0)} record(s) quarantined",
             _recall_line(recall, sp.get("measured_on"))
             if isinstance(recall, (int, float))
             else "recall not measured",
-        ]
-        doc["prov:wasGeneratedBy"] = {
+        ],
+        "prov:wasGeneratedBy": {
             "@type": "prov:Activity",
             "name": "pii-scrub",
             "safeguard:manifestDigest": _envelope_digest(scrub),
-        }
-        doc["prov:wasDerivedFrom"] = [
+        },
+        "prov:wasDerivedFrom": [
             {"@id": i.get("name", ""), "sha256": i["digest"]["sha256"]} for i in sp["inputs"]
-        ]
-    if raw is not None:
-        _require(raw, "dataset", "raw")
-        doc.setdefault("prov:wasDerivedFrom", [])
-        for s in raw.statement.subjects:
-            if not any(d.get("sha256") == s.sha256 for d in doc["prov:wasDerivedFrom"]):
-                doc["prov:wasDerivedFrom"].append({"@id": s.name, "sha256": s.sha256})
-    return doc
+        ],
+    }
 
 
 def model_card_section(training: Manifest, *, extra: Mapping[str, str] | None = None) -> str:
