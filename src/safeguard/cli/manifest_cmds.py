@@ -397,12 +397,40 @@ def register(subparsers: Any) -> None:
     )
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
     sub = parser.add_subparsers(dest="manifest_verb", metavar="SUBVERB", parser_class=type(parser))
+    for add in (
+        _add_keygen,
+        _add_digest,
+        _add_dataset,
+        _add_create,
+        _add_sign,
+        _add_show,
+        _add_verify,
+        _add_prove,
+        _add_check_record,
+        _add_export,
+    ):
+        add(sub)
 
+
+def _add_output(p: argparse.ArgumentParser, **kwargs: Any) -> None:
+    """``-o/--out/--output``: where a sub-verb writes."""
+    p.add_argument("-o", "--out", "--output", dest="output", **kwargs)
+
+
+def _add_signing_key(p: argparse.ArgumentParser, help_text: str) -> None:
+    """``--signing-key`` (and ``--key``, its older, hidden name)."""
+    p.add_argument("--signing-key", dest="key", help=help_text)
+    p.add_argument("--key", dest="key", help=argparse.SUPPRESS)  # the older name
+
+
+def _add_keygen(sub: Any) -> None:
     p = sub.add_parser("keygen", help="create an Ed25519 key pair (private 0600, public .pub)")
     p.add_argument("out", help="private key path; the public key goes to OUT.pub")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=_keygen)
 
+
+def _add_digest(sub: Any) -> None:
     p = sub.add_parser(
         "digest", help="sha256 of files and folders (folders: OpenSSF model-signing style)"
     )
@@ -410,17 +438,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--files", action="store_true", help="also list the per-file digests of folders")
     p.set_defaults(func=_digest)
 
+
+def _add_dataset(sub: Any) -> None:
     p = sub.add_parser("dataset", help="write a dataset manifest with the records' Merkle root")
     p.add_argument("data", help="JSONL file (one record per non-empty line)")
-    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="manifest path")
+    _add_output(p, required=True, help="manifest path")
     p.add_argument("--name", help="dataset name (default: file stem)")
     p.add_argument("--license", action="append", help="licence (repeatable)")
     p.add_argument("--source", action="append", help="source URI (repeatable)")
     p.add_argument("--description")
-    p.add_argument("--signing-key", dest="key", help="Ed25519 private key to sign with")
-    p.add_argument("--key", dest="key", help=argparse.SUPPRESS)  # the older name
+    _add_signing_key(p, "Ed25519 private key to sign with")
     p.set_defaults(func=_dataset)
 
+
+def _add_create(sub: Any) -> None:
     p = sub.add_parser("create", help="write a manifest of any kind from a predicate JSON file")
     p.add_argument("kind", help="dataset, scrub, training or generation")
     p.add_argument("--subject", action="append", required=True, help="artifact path (repeatable)")
@@ -440,28 +471,28 @@ def register(subparsers: Any) -> None:
         default="hand-labelled",
         help="scrub: what kind of data --measured-on is (default: hand-labelled)",
     )
-    p.add_argument("-o", "--out", "--output", dest="output", required=True, help="manifest path")
-    p.add_argument("--signing-key", dest="key", help="Ed25519 private key to sign with")
-    p.add_argument("--key", dest="key", help=argparse.SUPPRESS)  # the older name
+    _add_output(p, required=True, help="manifest path")
+    _add_signing_key(p, "Ed25519 private key to sign with")
     p.set_defaults(func=_create)
 
+
+def _add_sign(sub: Any) -> None:
     p = sub.add_parser("sign", help="add a signature to a manifest")
     p.add_argument("manifest")
-    p.add_argument(
-        "--signing-key",
-        dest="key",
-        help="Ed25519 private key (PEM; required); passphrase from $" + PASSPHRASE_ENV,
-    )
-    p.add_argument("--key", dest="key", help=argparse.SUPPRESS)  # the older name
-    p.add_argument("-o", "--out", "--output", dest="output", help="write here instead of in place")
+    _add_signing_key(p, "Ed25519 private key (PEM; required); passphrase from $" + PASSPHRASE_ENV)
+    _add_output(p, help="write here instead of in place")
     p.set_defaults(func=_sign)
 
+
+def _add_show(sub: Any) -> None:
     p = sub.add_parser("show", help="print what a manifest says (no checks)")
     p.add_argument("manifest")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--full", action="store_true", help="also print the whole statement")
     p.set_defaults(func=_show)
 
+
+def _add_verify(sub: Any) -> None:
     p = sub.add_parser(
         "verify", help="verify signature, predicate schema, subject digests (and the chain)"
     )
@@ -490,14 +521,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_verify)
 
+
+def _add_prove(sub: Any) -> None:
     p = sub.add_parser("prove", help="inclusion proof of one record of a JSONL dataset")
     p.add_argument("data")
     p.add_argument("--index", type=int, required=True, help="0-based record index")
-    p.add_argument(
-        "-o", "--out", "--output", dest="output", help="write the proof JSON here (default: stdout)"
-    )
+    _add_output(p, help="write the proof JSON here (default: stdout)")
     p.set_defaults(func=_prove)
 
+
+def _add_check_record(sub: Any) -> None:
     p = sub.add_parser(
         "check-record", help="check a record against a dataset manifest's Merkle root"
     )
@@ -509,6 +542,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--allow-unsigned", action="store_true")
     p.set_defaults(func=_check_record)
 
+
+def _add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export", help="Croissant RAI JSON-LD (dataset) or a model-card section (training)"
     )
@@ -516,5 +551,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=["croissant", "model-card"], required=True)
     p.add_argument("--scrub", help="scrub manifest that produced the dataset (croissant)")
     p.add_argument("--raw", help="dataset manifest of the raw data (croissant)")
-    p.add_argument("-o", "--out", "--output", dest="output", help="write here (default: stdout)")
+    _add_output(p, help="write here (default: stdout)")
     p.set_defaults(func=_export)
