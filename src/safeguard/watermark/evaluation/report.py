@@ -90,10 +90,23 @@ def _fmt_rate(r: dict[str, Any]) -> str:
 
 def format_markdown(report: dict[str, Any]) -> str:
     """The Markdown summary of a report (the tables of ``report.md``)."""
-    cfg = report["config"]
-    levels = cfg["levels"]
     schemes = list(report["schemes"])
     lines = [
+        *_intro_lines(report),
+        *_power_table(report, schemes),
+        *_per_key_lines(report, schemes),
+        *_attack_table(report, schemes),
+        *_quality_table(report, schemes),
+        *_entropy_table(report.get("entropy_sweep")),
+        *_localization_lines(report),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _intro_lines(report: dict[str, Any]) -> list[str]:
+    cfg = report["config"]
+    return [
         "# Watermark evaluation",
         "",
         f"Model: {report['model']['name']} (vocabulary {report['model']['vocab_size']:,}); "
@@ -104,6 +117,14 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"(step {cfg['step']}) with p ≤ {cfg['alpha']:g}; median over texts with a 95% bootstrap "
         "interval (texts never detected count as beyond the length). Run time "
         f"{report['seconds']:.0f} s.",
+    ]
+
+
+def _power_table(report: dict[str, Any], schemes: Sequence[str]) -> list[str]:
+    """Power, robustness to the headline attack and calibration: one row per scheme."""
+    cfg = report["config"]
+    levels = cfg["levels"]
+    lines = [
         "",
         "## Power, robustness and calibration",
         "",
@@ -115,39 +136,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         + " (n) | AUC |",
         "|---|---|---|---|---|" + "---|" * len(levels) + "---|---|---|",
     ]
-    sub_label = attack_label(*HEADLINE_ATTACK)
-    for s in schemes:
-        e = report["schemes"][s]
-        ttd = e["tokens_to_detect"]
-        tprs = {round(math.log10(r["level"]), 3): r for r in e["tpr"]}
-        null = report["null"].get(s, {})
-        checks = {round(math.log10(c["level"]), 3): c for c in null.get("checks", [])}
-        null_cells = []
-        for lv in levels:
-            c = checks.get(round(math.log10(lv), 3))
-            null_cells.append(
-                "n/a"
-                if c is None
-                else f"{c['false_positives']}"
-                + ("" if c["within"] else " ✗" if not c["consistent"] else " (low)")
-            )
-        sub = report["attacks"].get(sub_label, {}).get(s)
-        sub_tpr = _fmt_rate(sub["tpr"][0]) if sub else "—"
-        tpr_cells = []
-        for lv in levels:
-            r = tprs.get(round(math.log10(lv), 3))
-            if r is None or (s in PERMUTATION_SCHEMES and lv < 1e-3):
-                tpr_cells.append("n/a")
-            else:
-                tpr_cells.append(_fmt_rate(r))
-        lines.append(
-            f"| {s} | {'yes' if e['distortion_free'] else 'no'} | {e['texts']} | "
-            f"{_fmt_tokens(ttd['clean'], cfg['new_tokens'])} | "
-            f"{_fmt_tokens(ttd['substitute 0.3'], cfg['new_tokens'])} | "
-            + " | ".join(tpr_cells)
-            + f" | {sub_tpr} | {' / '.join(null_cells)} ({null.get('n', 0):,}) | "
-            f"{e.get('roc', {}).get('auc', float('nan')):.3f} |"
-        )
+    lines += [_power_row(report, s) for s in schemes]
     lines += [
         "",
         "Null: human continuations of held-out passages tested under many keys; the cell is the "
@@ -155,7 +144,52 @@ def format_markdown(report: dict[str, Any]) -> str:
         "allows (the 95% Clopper–Pearson interval lies above it), (low) one below the "
         "interval (a conservative test). Permutation-tested schemes resolve p-values down to "
         "1e-3, so their lower levels read n/a.",
-        *_per_key_lines(report, schemes),
+    ]
+    return lines
+
+
+def _by_level(rows: Sequence[dict[str, Any]]) -> dict[float, dict[str, Any]]:
+    return {round(math.log10(r["level"]), 3): r for r in rows}
+
+
+def _power_row(report: dict[str, Any], s: str) -> str:
+    cfg = report["config"]
+    levels = cfg["levels"]
+    e = report["schemes"][s]
+    ttd = e["tokens_to_detect"]
+    tprs = _by_level(e["tpr"])
+    null = report["null"].get(s, {})
+    checks = _by_level(null.get("checks", []))
+    null_cells = []
+    for lv in levels:
+        c = checks.get(round(math.log10(lv), 3))
+        null_cells.append(
+            "n/a"
+            if c is None
+            else f"{c['false_positives']}"
+            + ("" if c["within"] else " ✗" if not c["consistent"] else " (low)")
+        )
+    sub = report["attacks"].get(attack_label(*HEADLINE_ATTACK), {}).get(s)
+    sub_tpr = _fmt_rate(sub["tpr"][0]) if sub else "—"
+    tpr_cells = []
+    for lv in levels:
+        r = tprs.get(round(math.log10(lv), 3))
+        if r is None or (s in PERMUTATION_SCHEMES and lv < 1e-3):
+            tpr_cells.append("n/a")
+        else:
+            tpr_cells.append(_fmt_rate(r))
+    return (
+        f"| {s} | {'yes' if e['distortion_free'] else 'no'} | {e['texts']} | "
+        f"{_fmt_tokens(ttd['clean'], cfg['new_tokens'])} | "
+        f"{_fmt_tokens(ttd['substitute 0.3'], cfg['new_tokens'])} | "
+        + " | ".join(tpr_cells)
+        + f" | {sub_tpr} | {' / '.join(null_cells)} ({null.get('n', 0):,}) | "
+        f"{e.get('roc', {}).get('auc', float('nan')):.3f} |"
+    )
+
+
+def _attack_table(report: dict[str, Any], schemes: Sequence[str]) -> list[str]:
+    lines = [
         "",
         "## Attacks (TPR at FPR 0.01)",
         "",
@@ -168,12 +202,16 @@ def format_markdown(report: dict[str, Any]) -> str:
             + " | ".join(_fmt_rate(row[s]["tpr"][0]) if s in row else "—" for s in schemes)
             + " |"
         )
-    lines += [
+    return lines
+
+
+def _quality_table(report: dict[str, Any], schemes: Sequence[str]) -> list[str]:
+    lines = [
         "",
         "## Quality (watermarked vs unwatermarked samples from the same prompts)",
         "",
         f"Plain sampling: perplexity {report['quality']['plain']['perplexity_mean']:.2f}, "
-        f"self-BLEU {report['quality']['plain']['self_bleu']:.3f}. Tests at level {cfg['alpha']:g}.",
+        f"self-BLEU {report['quality']['plain']['self_bleu']:.3f}. Tests at level {report['config']['alpha']:g}.",
         "",
         "| scheme | perplexity | log-perplexity difference [CI] | p | self-BLEU difference [CI] | p | moved? |",
         "|---|---|---|---|---|---|---|",
@@ -199,36 +237,43 @@ def format_markdown(report: dict[str, Any]) -> str:
             "rises) unless `key_len` is much longer than a text, at a detection cost that grows "
             "with it. gumbel's context memory keeps texts under one key independent.",
         ]
-    sweep = report.get("entropy_sweep")
-    if sweep:
-        lines += [
-            "",
-            "## Tokens to detect against entropy (synthetic next-token source)",
-            "",
-            "| entropy (nats) | " + " | ".join(sweep["schemes"]) + " |",
-            "|---|" + "---|" * len(sweep["schemes"]),
-        ]
-        cap = max(sweep["lengths"])
-        for i, level in enumerate(sweep["levels"]):
-            lines.append(
-                f"| {level:g} | "
-                + " | ".join(_fmt_tokens(rows[i], cap) for rows in sweep["schemes"].values())
-                + " |"
-            )
+    return lines
+
+
+def _entropy_table(sweep: dict[str, Any] | None) -> list[str]:
+    if not sweep:
+        return []
+    lines = [
+        "",
+        "## Tokens to detect against entropy (synthetic next-token source)",
+        "",
+        "| entropy (nats) | " + " | ".join(sweep["schemes"]) + " |",
+        "|---|" + "---|" * len(sweep["schemes"]),
+    ]
+    cap = max(sweep["lengths"])
+    for i, level in enumerate(sweep["levels"]):
+        lines.append(
+            f"| {level:g} | "
+            + " | ".join(_fmt_tokens(rows[i], cap) for rows in sweep["schemes"].values())
+            + " |"
+        )
+    return lines
+
+
+def _localization_lines(report: dict[str, Any]) -> list[str]:
     loc = report.get("localization")
-    if loc:
-        lines += [
-            "",
-            "## Localisation (gumbel)",
-            "",
-            f"{loc['documents']} mixed documents (one watermarked span of ~{loc['watermarked_tokens']} tokens in human "
-            f"text): span found in {loc['found_share']:.0%}, boundary error (start + end, tokens) median "
-            f"{_fmt_g(loc['boundary_error_median'])}, 90th percentile {_fmt_g(loc['boundary_error_p90'])}. "
-            f"{loc['documents']} human-only documents: {loc['human_documents_with_spans']} with a reported span "
-            f"(family-wise level {report['config']['alpha']:g}).",
-        ]
-    lines.append("")
-    return "\n".join(lines)
+    if not loc:
+        return []
+    return [
+        "",
+        "## Localisation (gumbel)",
+        "",
+        f"{loc['documents']} mixed documents (one watermarked span of ~{loc['watermarked_tokens']} tokens in human "
+        f"text): span found in {loc['found_share']:.0%}, boundary error (start + end, tokens) median "
+        f"{_fmt_g(loc['boundary_error_median'])}, 90th percentile {_fmt_g(loc['boundary_error_p90'])}. "
+        f"{loc['documents']} human-only documents: {loc['human_documents_with_spans']} with a reported span "
+        f"(family-wise level {report['config']['alpha']:g}).",
+    ]
 
 
 _COLORS = {"gumbel": "C0", "exp": "C4", "exp-edit": "C1", "kgw": "C2", "synthid": "C3"}
@@ -252,13 +297,20 @@ def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
             "matplotlib is not installed; no plots written (pip install 'safeguard[plots]')"
         )
         return {}
-    paths: dict[str, Path] = {}
-    schemes = list(report["schemes"])
-    cfg = report["config"]
+    paths: dict[str, Path] = {
+        "roc": _save(plt, _plot_roc(plt, report), out / "roc.png"),
+        "tokens_to_detect": _save(plt, _plot_tokens(plt, report), out / "tokens_to_detect.png"),
+    }
+    if report["attacks"]:
+        paths["attacks"] = _save(plt, _plot_attacks(plt, report), out / "attacks.png")
+    if report.get("entropy_sweep"):
+        paths["entropy"] = _save(plt, _plot_entropy(plt, report), out / "entropy.png")
+    return paths
 
+
+def _plot_roc(plt: Any, report: dict[str, Any]) -> Any:
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for s in schemes:
-        e = report["schemes"][s]
+    for s, e in report["schemes"].items():
         for key, style in (("roc", "-"), ("roc_substitute_0.3", "--")):
             if key in e:
                 roc = e[key]
@@ -274,14 +326,16 @@ def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
     ax.set_xscale("log")
     ax.set_xlabel("false-positive rate on human text (0 drawn at half of 1/n)")
     ax.set_ylabel("true-positive rate")
-    ax.set_title(f"ROC at {cfg['new_tokens']} tokens")
+    ax.set_title(f"ROC at {report['config']['new_tokens']} tokens")
     ax.legend(fontsize=7)
-    paths["roc"] = _save(plt, fig, out / "roc.png")
+    return fig
 
+
+def _plot_tokens(plt: Any, report: dict[str, Any]) -> Any:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     lengths = report["lengths"]
-    for s in schemes:
-        ttd = report["schemes"][s]["tokens_to_detect"]
+    for s, e in report["schemes"].items():
+        ttd = e["tokens_to_detect"]
         ax.plot(lengths, ttd["clean"]["curve"], "-", color=_COLORS[s], label=f"{s}")
         ax.plot(
             lengths,
@@ -291,41 +345,43 @@ def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
             label=f"{s}, 30% substituted",
         )
     ax.set_xlabel("tokens")
-    ax.set_ylabel(f"share of texts with p ≤ {cfg['alpha']:g}")
+    ax.set_ylabel(f"share of texts with p ≤ {report['config']['alpha']:g}")
     ax.set_ylim(0, 1.02)
     ax.set_title("Tokens to detect")
     ax.legend(fontsize=7)
-    paths["tokens_to_detect"] = _save(plt, fig, out / "tokens_to_detect.png")
+    return fig
 
+
+def _plot_attacks(plt: Any, report: dict[str, Any]) -> Any:
+    schemes = list(report["schemes"])
     labels = list(report["attacks"])
-    if labels:
-        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(labels) + 2), 4.5))
-        width = 0.8 / len(schemes)
-        x = np.arange(len(labels))
-        for i, s in enumerate(schemes):
-            vals = [report["attacks"][lab][s]["tpr"][0]["rate"] for lab in labels]
-            ax.bar(x + i * width, vals, width, color=_COLORS[s], label=s)
-        ax.set_xticks(x + 0.4 - width / 2, labels, rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel(f"TPR at FPR {cfg['levels'][0]:g}")
-        ax.set_ylim(0, 1.02)
-        ax.set_title("Robustness to attacks")
-        ax.legend(fontsize=7)
-        paths["attacks"] = _save(plt, fig, out / "attacks.png")
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(labels) + 2), 4.5))
+    width = 0.8 / len(schemes)
+    x = np.arange(len(labels))
+    for i, s in enumerate(schemes):
+        vals = [report["attacks"][lab][s]["tpr"][0]["rate"] for lab in labels]
+        ax.bar(x + i * width, vals, width, color=_COLORS[s], label=s)
+    ax.set_xticks(x + 0.4 - width / 2, labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(f"TPR at FPR {report['config']['levels'][0]:g}")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Robustness to attacks")
+    ax.legend(fontsize=7)
+    return fig
 
-    sweep = report.get("entropy_sweep")
-    if sweep:
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        cap = max(sweep["lengths"])
-        for s, rows in sweep["schemes"].items():
-            med = [r["median"] if r["median"] is not None else np.nan for r in rows]
-            ax.plot(sweep["levels"], med, "o-", color=_COLORS[s], label=s)
-        ax.set_xlabel("entropy of the next-token distribution (nats)")
-        ax.set_ylabel(f"median tokens to p ≤ {cfg['alpha']:g} (missing: > {cap})")
-        ax.set_yscale("log")
-        ax.set_title("Power against entropy (synthetic source)")
-        ax.legend(fontsize=7)
-        paths["entropy"] = _save(plt, fig, out / "entropy.png")
-    return paths
+
+def _plot_entropy(plt: Any, report: dict[str, Any]) -> Any:
+    sweep = report["entropy_sweep"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    cap = max(sweep["lengths"])
+    for s, rows in sweep["schemes"].items():
+        med = [r["median"] if r["median"] is not None else np.nan for r in rows]
+        ax.plot(sweep["levels"], med, "o-", color=_COLORS[s], label=s)
+    ax.set_xlabel("entropy of the next-token distribution (nats)")
+    ax.set_ylabel(f"median tokens to p ≤ {report['config']['alpha']:g} (missing: > {cap})")
+    ax.set_yscale("log")
+    ax.set_title("Power against entropy (synthetic source)")
+    ax.legend(fontsize=7)
+    return fig
 
 
 def _per_key_lines(report: dict[str, Any], schemes: Sequence[str]) -> list[str]:
