@@ -41,6 +41,22 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_input_args(p)
+    _add_output_args(p)
+    _add_run_args(p)
+    p.set_defaults(func=_scrub)
+
+    k = subparsers.add_parser(
+        "scrub-key",
+        help="create a pseudonym key file for keyed scrub operators",
+        description="Write a new random pseudonym key (JSON, mode 0600) and print its key id.",
+    )
+    k.add_argument("path", help="where to write the key file (must not exist)")
+    k.set_defaults(func=_scrub_key)
+
+
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    """IN, OUT, the policy, the fields and the formats."""
     p.add_argument("input", metavar="IN", help="input file (.jsonl, .csv or .parquet)")
     p.add_argument("output", metavar="OUT", help="output file (format from its suffix)")
     p.add_argument(
@@ -59,6 +75,10 @@ def register(subparsers: Any) -> None:
         "--format", dest="input_format", choices=("jsonl", "csv", "parquet"), help="input format"
     )
     p.add_argument("--output-format", choices=("jsonl", "csv", "parquet"), help="output format")
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """Report, resume, overwrite, quarantine, pseudonym key and patient field."""
     p.add_argument("--report", metavar="PATH", help="write the scrub report (JSON) here")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
@@ -78,6 +98,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--patient-field", metavar="PATH", help="field grouping records per patient (date shifting)"
     )
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """Batches, processes, NER, engine, manifest and progress bar."""
     p.add_argument(
         "--batch-size", type=int, default=256, help="records per batch and checkpoint (default 256)"
     )
@@ -112,85 +136,13 @@ def register(subparsers: Any) -> None:
     bar.add_argument(
         "--no-progress", dest="progress", action="store_false", help="never show a progress bar"
     )
-    p.set_defaults(func=_scrub)
-
-    k = subparsers.add_parser(
-        "scrub-key",
-        help="create a pseudonym key file for keyed scrub operators",
-        description="Write a new random pseudonym key (JSON, mode 0600) and print its key id.",
-    )
-    k.add_argument("path", help="where to write the key file (must not exist)")
-    k.set_defaults(func=_scrub_key)
 
 
 def _scrub(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from safeguard._files import warn_if_readable_by_others
-    from safeguard.errors import ConfigError, DataError
-    from safeguard.pii import PseudonymKey, Scrubber
-    from safeguard.pii.stream import scrub_file
-    from safeguard.policy import load_policy, policy_digest
-
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size (={args.batch_size}) must be >= 1")
-    if args.processes < 1:
-        raise ConfigError(f"--processes (={args.processes}) must be >= 1")
-    if args.max_record_bytes < 1:
-        raise ConfigError(f"--max-record-bytes (={args.max_record_bytes}) must be >= 1")
-    if args.signing_key and not args.manifest:
-        raise ConfigError("--signing-key is only used with --manifest")
-    if Path(args.output).exists() and not (args.force or args.resume):
-        raise ConfigError(
-            f"OUT {args.output!r} already exists; pass --force to overwrite it (or --resume to "
-            "continue an interrupted run)"
-        )
-    policy = load_policy(args.policy)
-    key = PseudonymKey.load(args.key_file) if args.key_file else None
-    if args.key_file:
-        warn_if_readable_by_others(args.key_file, "pseudonym key file")
-    overrides: dict[str, Any] = {}
-    if args.no_ner:
-        overrides["use_ner"] = False
-    scrubber = Scrubber.from_policy(policy, key=key, **overrides)
-    common: dict[str, Any] = {
-        "fields": args.fields or ["text"],
-        "input_format": args.input_format,
-        "output_format": args.output_format,
-        "quarantine_path": args.quarantine,
-        "report_path": args.report,
-        "batch_size": args.batch_size,
-        "patient_field": args.patient_field,
-        "max_record_bytes": args.max_record_bytes,
-        "policy_digest": policy_digest(policy),
-    }
-    if args.engine == "ray":
-        if args.resume:
-            raise ConfigError(
-                "--resume is for the local engine; on Ray failed tasks are retried instead"
-            )
-        from safeguard.scale.ray_engine import scrub_file as ray_scrub_file
-
-        report = ray_scrub_file(scrubber, Path(args.input), Path(args.output), **common)
-    else:
-        try:
-            report = scrub_file(
-                scrubber,
-                Path(args.input),
-                Path(args.output),
-                resume=args.resume,
-                processes=args.processes,
-                progress=args.progress,
-                **common,
-            )
-        except (FileNotFoundError, IsADirectoryError, PermissionError):
-            raise  # the entry point reports these as input errors (exit 2)
-        except OSError as exc:  # an I/O error mid-run: one line, exit 2; --resume continues
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise DataError(
-                f"I/O error while scrubbing{where}: {exc.strerror or exc}; "
-                "fix it and rerun with --resume"
-            ) from None
+    _check_args(args)
+    report = _run(args)
     rec = report.records
     summary = {
         "output": report.output["path"],
@@ -217,6 +169,77 @@ def _scrub(args: argparse.Namespace) -> int:
         )
         return 0 if args.allow_quarantine else 1
     return 0
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from safeguard.errors import ConfigError
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size (={args.batch_size}) must be >= 1")
+    if args.processes < 1:
+        raise ConfigError(f"--processes (={args.processes}) must be >= 1")
+    if args.max_record_bytes < 1:
+        raise ConfigError(f"--max-record-bytes (={args.max_record_bytes}) must be >= 1")
+    if args.signing_key and not args.manifest:
+        raise ConfigError("--signing-key is only used with --manifest")
+    if Path(args.output).exists() and not (args.force or args.resume):
+        raise ConfigError(
+            f"OUT {args.output!r} already exists; pass --force to overwrite it (or --resume to "
+            "continue an interrupted run)"
+        )
+
+
+def _run(args: argparse.Namespace) -> Any:
+    """Load the policy and key, build the scrubber and run the chosen engine; the report."""
+    from pathlib import Path
+
+    from safeguard._files import warn_if_readable_by_others
+    from safeguard.errors import ConfigError, DataError
+    from safeguard.pii import PseudonymKey, Scrubber
+    from safeguard.pii.stream import scrub_file
+    from safeguard.policy import load_policy, policy_digest
+
+    policy = load_policy(args.policy)
+    key = PseudonymKey.load(args.key_file) if args.key_file else None
+    if args.key_file:
+        warn_if_readable_by_others(args.key_file, "pseudonym key file")
+    overrides: dict[str, Any] = {"use_ner": False} if args.no_ner else {}
+    scrubber = Scrubber.from_policy(policy, key=key, **overrides)
+    common: dict[str, Any] = {
+        "fields": args.fields or ["text"],
+        "input_format": args.input_format,
+        "output_format": args.output_format,
+        "quarantine_path": args.quarantine,
+        "report_path": args.report,
+        "batch_size": args.batch_size,
+        "patient_field": args.patient_field,
+        "max_record_bytes": args.max_record_bytes,
+        "policy_digest": policy_digest(policy),
+    }
+    src, dst = Path(args.input), Path(args.output)
+    if args.engine == "ray":
+        if args.resume:
+            raise ConfigError(
+                "--resume is for the local engine; on Ray failed tasks are retried instead"
+            )
+        from safeguard.scale.ray_engine import scrub_file as ray_scrub_file
+
+        return ray_scrub_file(scrubber, src, dst, **common)
+    try:
+        return scrub_file(
+            scrubber, src, dst, resume=args.resume, processes=args.processes,
+            progress=args.progress, **common,
+        )  # fmt: skip
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise  # the entry point reports these as input errors (exit 2)
+    except OSError as exc:  # an I/O error mid-run: one line, exit 2; --resume continues
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise DataError(
+            f"I/O error while scrubbing{where}: {exc.strerror or exc}; "
+            "fix it and rerun with --resume"
+        ) from None
 
 
 def _scrub_key(args: argparse.Namespace) -> int:

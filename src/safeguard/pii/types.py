@@ -1,11 +1,36 @@
-"""Public result types of the scrubber (plain frozen dataclasses; no Presidio types)."""
+"""Public types of the PII module: results (plain frozen dataclasses; no Presidio types), the
+recognizers' :class:`Candidate`, and the :class:`Scrubber` protocol the file engines accept.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Finding", "ScrubResult"]
+__all__ = ["Candidate", "Finding", "ScrubResult", "Scrubber"]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A span proposed by one recognizer, before thresholds and overlap resolution.
+
+    Attributes:
+        start: Offset of the first character.
+        end: Offset one past the last character.
+        entity: Entity type, e.g. ``PHONE_NUMBER``.
+        score: Confidence in [0, 1].
+        source: ``pattern``, ``ner`` or ``deny`` (deny-list terms); used to rank overlaps.
+        recognizer: Name of the rule that proposed it (for explanations and tests).
+    """
+
+    start: int
+    end: int
+    entity: str
+    score: float
+    source: str = "pattern"
+    recognizer: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +86,23 @@ class ScrubResult:
     def entity_counts(self) -> dict[str, int]:
         """Number of findings per entity type."""
         return dict(Counter(f.entity for f in self.findings))
+
+
+@runtime_checkable
+class Scrubber(Protocol):
+    """What the file engines (:mod:`safeguard.pii.stream`, :mod:`safeguard.scale.ray_engine`)
+    need of a scrubber: :class:`safeguard.pii.Scrubber` is one; so is any object with these.
+
+    ``config`` has ``to_dict()`` and ``policy_name`` (the report's policy section); an
+    optional ``key`` attribute with a ``key_id`` names the pseudonym key in the report.
+    """
+
+    config: Any
+
+    def scrub(self, text: str, *, patient_id: str | None = None) -> ScrubResult: ...
+
+    def scrub_batch(
+        self, texts: Sequence[str], *, patient_ids: Sequence[str | None] | None = None
+    ) -> Sequence[ScrubResult]: ...
+
+    def report_fields(self) -> dict[str, Any]: ...

@@ -16,6 +16,7 @@ object store (never in logs or task names); workers need ``safeguard`` installed
 
 from __future__ import annotations
 
+import functools
 import heapq
 import io
 import itertools
@@ -23,7 +24,6 @@ import json
 import logging
 import pickle
 import warnings
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +31,23 @@ from typing import IO, Any
 
 import numpy as np
 
-from safeguard._files import json_line, open_private, parse_jsonl_line, printable
+from safeguard._files import json_line, parse_jsonl_line
 from safeguard.errors import DataError, missing_dependency
+from safeguard.pii.job import ScrubJob, ScrubReport, now, sha256_file
+from safeguard.pii.records import (
+    FirstBatchRefused,
+    Unit,
+    jsonl_units,
+    parquet_units,
+    parse_pending,
+    scrub_texts,
+    scrub_units,
+)
+from safeguard.pii.types import Scrubber
 
-__all__ = ["DetectCounts", "detect_file", "init_ray", "scrub_file"]
+__all__ = ["DetectCounts", "detect_file", "init_ray", "run_job", "scrub_file"]
 
 log = logging.getLogger(__name__)
-
-_RAW_LIMIT = 1 << 20  # raw text kept in quarantine up to 1 MiB (as the in-process engine)
 
 
 def init_ray(num_cpus: int | None = None) -> Any:
@@ -97,6 +106,33 @@ def _in_order(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, An
             raise RuntimeError(f"Ray returned units out of sequence (missing unit {expected})")
         yield row
         expected += 1
+
+
+def _plan(
+    path: str,
+    split: Any,
+    split_kwargs: dict[str, Any],
+    factory: Any,
+    spec: dict[str, Any],
+    batch_size: int,
+    num_workers: int | None,
+) -> Any:
+    """The three-stage Ray Data plan: read ``path``, ``split`` it into numbered units,
+    regroup ``batch_size`` units per block, and run ``factory(**spec)`` on each batch."""
+    ray = init_ray()
+    workers = num_workers or max(1, int(ray.available_resources().get("CPU", 1)))
+    return (
+        ray.data.read_binary_files(path)
+        .flat_map(split, fn_kwargs=split_kwargs)
+        .repartition(target_num_rows_per_block=batch_size)
+        .map_batches(
+            _run_worker,
+            fn_kwargs={"factory": factory, "spec": spec},
+            batch_size=batch_size,
+            batch_format="numpy",
+            concurrency=workers,
+        )
+    )
 
 
 def _run_worker(
@@ -264,30 +300,17 @@ def detect_file(
     fmt = _format_of(input_path, input_format)
     if "://" not in input_path and not Path(input_path).is_file():
         raise DataError(f"cannot read {input_path!r}: no such file")
-    ray = init_ray()
-    workers = num_workers or max(1, int(ray.available_resources().get("CPU", 1)))
-    ds = (
-        ray.data.read_binary_files(input_path)
-        .flat_map(_split_for_detect, fn_kwargs={"fmt": fmt})
-        .repartition(target_num_rows_per_block=batch_size)
-        .map_batches(
-            _run_worker,
-            fn_kwargs={
-                "factory": _DetectWorker,
-                "spec": {
-                    "keys": list(keys),
-                    "tokenizer": tokenizer,
-                    "field": field,
-                    "prompt_field": prompt_field,
-                    "fpr": false_positive_rate,
-                    "options": dict(options or {}),
-                    "normalize": normalize,
-                },
-            },
-            batch_size=batch_size,
-            batch_format="numpy",
-            concurrency=workers,
-        )
+    spec = {
+        "keys": list(keys),
+        "tokenizer": tokenizer,
+        "field": field,
+        "prompt_field": prompt_field,
+        "fpr": false_positive_rate,
+        "options": dict(options or {}),
+        "normalize": normalize,
+    }
+    ds = _plan(
+        input_path, _split_for_detect, {"fmt": fmt}, _DetectWorker, spec, batch_size, num_workers
     )
     counts = DetectCounts()
     for row in _quiet_rows(ds):
@@ -306,141 +329,41 @@ def detect_file(
 
 
 def _split_for_scrub(row: dict[str, Any], fmt: str, max_bytes: int) -> list[dict[str, Any]]:
-    """One input file -> units as the in-process reader makes them (binary JSONL lines)."""
+    """One input file -> units as the in-process reader makes them (JSONL lines unparsed:
+    the tasks parse them)."""
     data = row["bytes"]
-    units: list[dict[str, Any]] = []
     if fmt == "parquet":
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        for i, rec in enumerate(pq.read_table(pa.BufferReader(data)).to_pylist()):
-            units.append({"pos": i, "kind": "record", "blob": pickle.dumps(rec), "offset": -1})
-        return units
-    offset = 0
-    for i, raw in enumerate(io.BytesIO(data)):
-        unit: dict[str, Any] = {"pos": i, "kind": "record", "blob": b"", "offset": offset}
-        offset += len(raw)
-        body = raw.rstrip(b"\r\n")
-        if not body.strip():
-            unit["kind"] = "empty"
-        elif len(body) > max_bytes:
-            unit["kind"] = "error"
-            unit["blob"] = pickle.dumps(
-                (
-                    f"record is {len(body)} bytes, over max_record_bytes ({max_bytes}); "
-                    "raise --max-record-bytes to process it",
-                    None,
-                )
-            )
-        else:
-            unit["blob"] = body
-            unit["kind"] = "line"
-        units.append(unit)
-    return units
-
-
-def _decode_line(body: bytes, first: bool = False) -> tuple[Any, str | None, str | None]:
-    """(record, error, raw) for one JSONL line, as the in-process reader makes them."""
-    record, reason = parse_jsonl_line(body, first=first)
-    if reason is None:
-        return record, None, None
-    return None, reason, printable(body) if len(body) <= _RAW_LIMIT else None
+        units: Iterator[Unit] = parquet_units(pa.BufferReader(data), 0, 1 << 16)
+    else:
+        units = jsonl_units(io.BytesIO(data), max_bytes, parse=False)
+    out = []
+    for unit in units:
+        unit.data = b""  # the input hash is taken on the driver
+        out.append({"pos": unit.position, "unit": pickle.dumps(unit)})
+    return out
 
 
 class _ScrubWorker:
     """Scrub the text fields of a batch of units as ``safeguard scrub`` does."""
 
-    def __init__(
-        self, scrubber: Any, fields: Sequence[str], patient_field: str | None, source: str
-    ) -> None:
-        self.scrubber = scrubber
-        self.fields = list(fields)
-        self.patient_field = patient_field
-        self.source = source
+    def __init__(self, job: ScrubJob) -> None:
+        self.job = job
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from safeguard.pii.paths import locate_texts
-        from safeguard.pii.stream import _scrub_texts
-
-        n = len(batch["pos"])
-        records: list[Any] = [None] * n
-        errors: list[str | None] = [None] * n
-        raws: list[str | None] = [None] * n
-        kinds = [str(k) for k in batch["kind"]]
-        unreadable = np.zeros(n, dtype=np.int8)  # not UTF-8 / JSON / an object
-        for i, (kind, blob) in enumerate(zip(kinds, batch["blob"], strict=True)):
-            if kind == "line":
-                first = int(batch["offset"][i]) == 0
-                records[i], errors[i], raws[i] = _decode_line(bytes(blob), first)
-                unreadable[i] = errors[i] is not None
-            elif kind == "record":
-                records[i] = pickle.loads(bytes(blob))
-            elif kind == "error":
-                errors[i], raws[i] = pickle.loads(bytes(blob))
-        texts: list[str] = []
-        pids: list[str | None] = []
-        slots: list[tuple[int, Any, Any]] = []
-        bad: dict[int, str] = {}
-        located = np.zeros(n, dtype=np.int8)
-        for i in range(n):
-            if kinds[i] == "empty" or errors[i] is not None:
-                continue
-            try:
-                pid, mine = locate_texts(records[i], self.fields, self.patient_field)
-            except (KeyError, TypeError) as exc:
-                bad[i] = str(exc.args[0]) if exc.args else type(exc).__name__
-                continue
-            located[i] = 1
-            for container, key in mine:
-                slots.append((i, container, key))
-                texts.append(container[key])
-                pids.append(pid)
-        results = _scrub_texts(self.scrubber, texts, pids) if texts else []
-        unlocated = dict(bad)  # fields missing or not strings (before any scrubbing)
-        for (i, _, _), res in zip(slots, results, strict=True):
-            if isinstance(res, Exception):
-                bad.setdefault(i, f"scrubbing failed: {type(res).__name__}: {res}")
-        entities: list[Counter[str]] = [Counter() for _ in range(n)]
-        for (i, container, key), res in zip(slots, results, strict=True):
-            if i in bad:
-                continue
-            container[key] = res.text
-            entities[i].update(f.entity for f in res.findings)
-        out_kind, payload, ents = [], [], []
-        for i in range(n):
-            reason = errors[i] or bad.get(i)
-            if kinds[i] == "empty":
-                out_kind.append("empty")
-                payload.append(b"")
-            elif reason:
-                pos = int(batch["pos"][i])
-                entry: dict[str, Any] = {"reason": reason, "input": self.source, "position": pos}
-                if int(batch["offset"][i]) >= 0:
-                    entry["line"] = pos + 1
-                    entry["byte_offset"] = int(batch["offset"][i])
-                if records[i] is not None:
-                    entry["record"] = records[i]
-                elif raws[i] is not None:
-                    entry["raw"] = raws[i]
-                out_kind.append("quarantine")
-                payload.append(json_line(entry))
-            else:
-                out_kind.append("record")
-                payload.append(pickle.dumps(records[i]))
-            ents.append(json.dumps(dict(entities[i])))
+        job = self.job
+        units = [parse_pending(pickle.loads(bytes(blob))) for blob in batch["unit"]]
+        scrub = functools.partial(scrub_texts, job.scrubber)
+        outcomes = scrub_units(units, job.fields, job.patient_field, job.source, scrub)
         return {
             "pos": np.asarray(batch["pos"], dtype=np.int64),
-            "kind": np.asarray(out_kind, dtype=object),
-            "payload": np.asarray(payload, dtype=object),
-            "entities": np.asarray(ents, dtype=object),
-            "located": located,
-            "unreadable": unreadable,
-            "bad": np.asarray([unlocated.get(i, "") for i in range(n)], dtype=object),
+            "out": np.asarray([pickle.dumps(o) for o in outcomes], dtype=object),
         }
 
 
 def scrub_file(
-    scrubber: Any,
+    scrubber: Scrubber,
     input_path: str | Path,
     output_path: str | Path,
     *,
@@ -454,246 +377,75 @@ def scrub_file(
     max_record_bytes: int = 16 << 20,
     policy_digest: str | None = None,
     num_workers: int | None = None,
-) -> Any:
+) -> ScrubReport:
     """Scrub a JSONL or Parquet file on Ray Data; same output, quarantine and counts as in-process.
 
-    The arguments mean what they mean for :func:`safeguard.pii.stream.scrub_file`. There is
-    no ``resume``: Ray retries failed tasks, and the output appears under its final name
-    only when the run completes (written to ``OUT.partial`` first, then renamed).
+    The arguments mean what they mean for :func:`safeguard.pii.stream.scrub_file` (both
+    make a :class:`~safeguard.pii.job.ScrubJob`). There is no ``resume``: Ray retries
+    failed tasks, and the output appears under its final name only when the run completes
+    (written to ``OUT.partial`` first, then renamed).
 
     Returns:
-        The :class:`~safeguard.pii.stream.ScrubReport` (also written to ``report_path``).
+        The :class:`~safeguard.pii.job.ScrubReport` (also written to ``report_path``).
 
     Raises:
         DataError: Missing input, CSV (use the in-process engine), same input and output, or
             no record of the first batch has the requested fields.
     """
-    import datetime as dt
-    import os
-
-    from safeguard.pii.paths import parse_path
-    from safeguard.pii.stream import ScrubReport, detect_format, sha256_file
-
-    src, dst = Path(input_path), Path(output_path)
-    if not src.is_file():
-        raise DataError(f"input file {str(src)!r} does not exist or is not a file")
-    if src.resolve() == dst.resolve():
-        raise DataError("the output path must differ from the input path")
-    if batch_size < 1:
-        raise DataError(f"`batch_size` (={batch_size}) must be >= 1")
-    if not dst.parent.exists():
-        raise DataError(f"output folder {str(dst.parent)!r} does not exist")
-    fields = list(fields)
-    for f in [*fields, *([patient_field] if patient_field else [])]:
-        try:
-            parse_path(f)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
-    in_fmt = detect_format(src, input_format)
-    out_fmt = detect_format(dst, output_format) if (output_format or dst.suffix) else in_fmt
-    if "csv" in (in_fmt, out_fmt):
-        raise DataError(
-            "the ray engine reads and writes JSONL or Parquet; use --engine local for CSV"
-        )
-    schema = None
-    if in_fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            schema = pq.read_schema(src)
-        except Exception as exc:
-            raise DataError(f"cannot read Parquet file {str(src)!r}: {exc}") from None
-        for f in fields:
-            if parse_path(f)[0] not in schema.names:
-                raise DataError(
-                    f"field {f!r} is not a column of {str(src)!r}; columns: {list(schema.names)}"
-                )
-    qpath = (
-        Path(quarantine_path) if quarantine_path else dst.with_name(dst.name + ".quarantine.jsonl")
-    )
-    partial = dst.with_name(dst.name + ".partial")
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-    ray = init_ray()
-    workers = num_workers or max(1, int(ray.available_resources().get("CPU", 1)))
-    ds = (
-        ray.data.read_binary_files(str(src))
-        .flat_map(_split_for_scrub, fn_kwargs={"fmt": in_fmt, "max_bytes": max_record_bytes})
-        .repartition(target_num_rows_per_block=batch_size)
-        .map_batches(
-            _run_worker,
-            fn_kwargs={
-                "factory": _ScrubWorker,
-                "spec": {
-                    "scrubber": scrubber,
-                    "fields": fields,
-                    "patient_field": patient_field,
-                    "source": str(src),
-                },
-            },
-            batch_size=batch_size,
-            batch_format="numpy",
-            concurrency=workers,
-        )
-    )
-    counts: Counter[str] = Counter()
-    entities: Counter[str] = Counter()
-    writer = _Output(out_fmt, partial, schema, batch_size)
-    quarantine = None
-    try:
-        rows = _quiet_rows(ds)
-        head = list(itertools.islice(rows, batch_size))
-        _check_first_batch(head, fields, src)
-        for row in itertools.chain(head, rows):
-            quarantine = _consume(row, counts, entities, writer, quarantine, qpath)
-        writer.close()
-    except BaseException:
-        writer.discard()
-        raise
-    finally:
-        if quarantine is not None:
-            quarantine.close()
-
-    from safeguard.pii.stream import _config_digest
-
-    digest = policy_digest or _config_digest(scrubber)
-    report = ScrubReport(
-        policy={"name": getattr(scrubber.config, "policy_name", None), "digest": digest},
-        config={k: v for k, v in scrubber.report_fields().items() if k not in ("key_id", "policy")},
-        key_id=getattr(getattr(scrubber, "key", None), "key_id", None),
-        input={
-            "path": str(src),
-            "format": in_fmt,
-            "bytes": src.stat().st_size,
-            "sha256": sha256_file(src),
-        },
-        output={
-            "path": str(dst),
-            "format": out_fmt,
-            "bytes": partial.stat().st_size,
-            "sha256": sha256_file(partial),
-        },
-        quarantine={
-            "path": str(qpath) if counts["quarantined"] else None,
-            "records": counts["quarantined"],
-            "sha256": sha256_file(qpath) if counts["quarantined"] else None,
-        },
+    job = ScrubJob(
+        scrubber,
+        Path(input_path),
+        Path(output_path),
         fields=fields,
-        records={
-            k: counts[k] for k in ("read", "written", "changed", "quarantined", "empty_lines")
-        },
-        entities=dict(sorted(entities.items())),
-        resumed=0,
-        started_at=started,
-        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        input_format=input_format,  # type: ignore[arg-type]
+        output_format=output_format,  # type: ignore[arg-type]
+        quarantine_path=Path(quarantine_path) if quarantine_path else None,
+        report_path=Path(report_path) if report_path else None,
+        batch_size=batch_size,
+        patient_field=patient_field,
+        max_record_bytes=max_record_bytes,
+        policy_digest=policy_digest,
+        engine="ray",
+        formats=("jsonl", "parquet"),
     )
-    if report_path:
-        report.write(report_path)
-    os.replace(partial, dst)
+    return run_job(job, num_workers=num_workers)
+
+
+def run_job(job: ScrubJob, *, num_workers: int | None = None) -> ScrubReport:
+    """Run a :class:`~safeguard.pii.job.ScrubJob` on Ray Data (JSONL or Parquet)."""
+    started = now()
+    split_kwargs = {"fmt": job.input_format, "max_bytes": job.max_record_bytes}
+    ds = _plan(
+        str(job.input_path), _split_for_scrub, split_kwargs, _ScrubWorker, {"job": job},
+        job.batch_size, num_workers,
+    )  # fmt: skip
+    writer = job.writer()
+    writer.open()
+    outcomes = (pickle.loads(bytes(row["out"])) for row in _quiet_rows(ds))
+    try:
+        for i, batch in enumerate(_batches(outcomes, job.batch_size)):
+            writer.write(batch, first=i == 0, fields=job.field_list, src=job.input_path)
+        writer.finish()
+    except FirstBatchRefused as exc:
+        writer.refuse()
+        raise DataError(str(exc)) from None
+    except BaseException:
+        writer.sink.discard()
+        writer.close()
+        qpath = job.quarantine_path
+        if qpath.exists() and qpath.stat().st_size == 0:  # type: ignore[union-attr]
+            qpath.unlink()  # type: ignore[union-attr]
+        raise
+    report = job.report(
+        writer,
+        input_sha256=sha256_file(job.input_path),
+        input_bytes=job.input_path.stat().st_size,
+        started_at=started,
+    )
+    job.publish(writer, report)
     return report
 
 
-def _check_first_batch(rows: list[dict[str, Any]], fields: list[str], src: Path) -> None:
-    """The in-process engine refuses a run whose first batch has none of the fields, or whose
-    first batch is unreadable throughout (not JSONL)."""
-    live = [r for r in rows if str(r["kind"]) != "empty"]
-    if live and all(int(r["unreadable"]) for r in live):
-        entry = json.loads(bytes(live[0]["payload"]))
-        raise DataError(
-            f"{str(src)!r} does not look like JSONL: none of its first {len(live)} "
-            f"line(s) is a readable JSON object (line {entry['line']}: {entry['reason']}); "
-            "check the file, or pass --format for CSV or Parquet"
-        )
-    bad = [str(r["bad"]) for r in live if str(r["bad"])]
-    if bad and not any(int(r["located"]) for r in live):
-        sample = next((r for r in live if str(r["bad"]) and str(r["kind"]) == "quarantine"), None)
-        keys: list[str] = []
-        if sample is not None:
-            entry = json.loads(bytes(sample["payload"]).decode("utf-8"))
-            rec = entry.get("record")
-            keys = sorted(rec) if isinstance(rec, dict) else []
-        raise DataError(
-            f"none of the first {len(bad)} records has the field(s) {fields}: {bad[0]}; "
-            f"top-level keys: {keys}"
-        )
-
-
-def _consume(
-    row: dict[str, Any],
-    counts: Counter[str],
-    entities: Counter[str],
-    writer: _Output,
-    quarantine: Any,
-    qpath: Path,
-) -> Any:
-    kind = str(row["kind"])
-    if kind == "empty":
-        counts["empty_lines"] += 1
-        return quarantine
-    counts["read"] += 1
-    if kind == "quarantine":
-        if quarantine is None:
-            quarantine = open_private(qpath, "wb")  # raw records: owner-only; caller closes
-        quarantine.write(bytes(row["payload"]))
-        counts["quarantined"] += 1
-        return quarantine
-    writer.write(pickle.loads(bytes(row["payload"])))
-    counts["written"] += 1
-    found = json.loads(str(row["entities"]))
-    if found:
-        counts["changed"] += 1
-        entities.update(found)
-    return quarantine
-
-
-class _Output:
-    """JSONL lines, or Parquet written ``batch_size`` records per row group (input schema)."""
-
-    def __init__(self, fmt: str, path: Path, schema: Any, batch_size: int) -> None:
-        self.fmt, self.path, self.schema, self.batch_size = fmt, path, schema, batch_size
-        self.fh = open(path, "wb") if fmt == "jsonl" else None  # noqa: SIM115
-        self.pending: list[Any] = []
-        self.writer: Any = None
-
-    def write(self, record: Any) -> None:
-        if self.fh is not None:
-            line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
-            self.fh.write(line.encode("utf-8"))
-            return
-        self.pending.append(record)
-        if len(self.pending) >= self.batch_size:
-            self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not self.pending:
-            return
-        table = pa.Table.from_pylist(self.pending, schema=self.schema)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema)
-        elif table.schema != self.writer.schema:
-            table = table.cast(self.writer.schema)
-        self.writer.write_table(table)
-        self.pending = []
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            return
-        self._flush()
-        if self.writer is None:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.Table.from_pylist([], schema=self.schema), self.path)
-        else:
-            self.writer.close()
-
-    def discard(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-        elif self.writer is not None:
-            self.writer.close()
-        self.path.unlink(missing_ok=True)
+def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while batch := list(itertools.islice(items, size)):
+        yield batch
