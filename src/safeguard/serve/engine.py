@@ -1,24 +1,31 @@
 """Detection of a batch of texts against one or more keys (no HTTP here).
 
 Each key tokenizes the texts with its own tokenizer (texts are tokenized once per distinct
-tokenizer), scores the whole batch with :meth:`Watermarker.detect_batch`, and, when several
-keys are tested, the p-values of each text are Holm-adjusted across keys exactly as
-:func:`safeguard.watermark.detect_many` does.
+tokenizer) and scores them with :func:`safeguard.watermark.batch.detect_with_fallback`
+(the vectorised pass, record by record when one text spoils it); when several keys are
+tested, the p-values of each text are Holm-adjusted across keys by
+:func:`safeguard.watermark.batch.combine_keys`, exactly as
+:func:`safeguard.watermark.detect_many` does. The batch, fallback and Holm logic is the
+one ``safeguard detect`` and the Ray engine use; only the service's rule for texts without
+tokens lives here.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from safeguard.serve.keystore import KeyEntry
+from safeguard.watermark.batch import combine_keys, detect_with_fallback
 from safeguard.watermark.normalize import normalize_text
 from safeguard.watermark.result import DetectionResult, MultiKeyResult
-from safeguard.watermark.stats import holm
 
-__all__ = ["TextOutcome", "detect_texts"]
+__all__ = ["NO_TOKENS", "TextOutcome", "detect_texts"]
+
+#: The error of a text that a key's tokenizer turns into no tokens (the service's own rule:
+#: such a text is not sent to the detector).
+NO_TOKENS = "the text has no tokens under the key's tokenizer; there is nothing to test"
 
 
 @dataclass(frozen=True)
@@ -71,29 +78,10 @@ def detect_texts(
             )
         ids, prompt_ids = token_cache[entry.tokenizer_id]
         per_key.append(_detect_one_key(entry, ids, prompt_ids, false_positive_rate, num_threads))
-
-    outcomes: list[TextOutcome] = []
-    for i in range(len(texts)):
-        row = [results[i] for results in per_key]
-        failed = [r for r in row if isinstance(r, str)]
-        if failed:
-            outcomes.append(TextOutcome(None, failed[0]))
-            continue
-        results = tuple(r for r in row if isinstance(r, DetectionResult))
-        adjusted = holm([r.p_value for r in results])
-        best = min(range(len(adjusted)), key=adjusted.__getitem__)
-        outcomes.append(
-            TextOutcome(
-                MultiKeyResult(
-                    results=results,
-                    adjusted_p_values=tuple(adjusted),
-                    is_watermarked=adjusted[best] <= false_positive_rate,
-                    best_key_id=results[best].key_id,
-                    false_positive_rate=false_positive_rate,
-                )
-            )
-        )
-    return outcomes
+    return [
+        TextOutcome(None, r) if isinstance(r, str) else TextOutcome(r)
+        for r in combine_keys(per_key, false_positive_rate)
+    ]
 
 
 def _detect_one_key(
@@ -104,30 +92,15 @@ def _detect_one_key(
     num_threads: int,
 ) -> list[DetectionResult | str]:
     """Detection results for one key, or an error message for texts that cannot be tested."""
-    empty = "the text has no tokens under the key's tokenizer; there is nothing to test"
-    usable = [i for i, x in enumerate(ids) if x]
-    out: list[DetectionResult | str] = [empty] * len(ids)
-    if not usable:
-        return out
-    try:
-        batch = entry.watermarker.detect_batch(
-            [ids[i] for i in usable],
-            prompts=[prompt_ids[i] or None for i in usable],
-            false_positive_rate=fpr,
-            num_threads=num_threads,
-        )
-        for i, r in zip(usable, batch, strict=True):
-            out[i] = r
-        return out
-    except ValueError:
-        pass  # one bad text spoils the vectorised pass: go one by one
-    for i in usable:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out[i] = entry.watermarker.detect(
-                    ids[i], prompt_ids=prompt_ids[i] or None, false_positive_rate=fpr
-                )
-        except ValueError as exc:
-            out[i] = str(exc)
+    usable = {i: (x, prompt_ids[i] or None) for i, x in enumerate(ids) if x}
+    out: list[DetectionResult | str] = [NO_TOKENS] * len(ids)
+    results = detect_with_fallback(
+        entry.watermarker,
+        list(usable.values()),
+        false_positive_rate=fpr,
+        num_threads=num_threads,
+        quiet_batch=False,  # worker threads leave the process-wide warning filters alone
+    )
+    for i, r in zip(usable, results, strict=True):
+        out[i] = r
     return out
