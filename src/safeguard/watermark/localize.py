@@ -224,30 +224,47 @@ def localize_scores(
     m = int(p_values.size)
     adjusted = np.minimum(1.0, m * p_values)
     significant = np.flatnonzero(adjusted <= false_positive_rate)
+    spans: tuple[Span, ...] = ()
+    if significant.size:
+        found = _backed_segments(terms, starts, sizes, p_values, adjusted, significant)
+        spans = _token_spans(found, positions, context_width)
+    return LocalizationResult(
+        spans=spans,
+        false_positive_rate=false_positive_rate,
+        num_tokens=int(num_tokens),
+        windows_tested=m,
+        num_scored=int(terms.size),
+        key_id=key_id,
+    )
 
-    def result(spans: tuple[Span, ...]) -> LocalizationResult:
-        return LocalizationResult(
-            spans=spans,
-            false_positive_rate=false_positive_rate,
-            num_tokens=int(num_tokens),
-            windows_tested=m,
-            num_scored=int(terms.size),
-            key_id=key_id,
-        )
 
-    if significant.size == 0:
-        return result(())
-    best = significant[np.argmin(p_values[significant])]
-    mean = float(terms[starts[best] : starts[best] + sizes[best]].mean())
-    penalty = max(1.0, math.log(terms.size))
-    sig_lo, sig_hi = starts[significant], starts[significant] + sizes[significant]
-    for _ in range(2):  # refine the watermarked mean on the segments it found
+def _watermarked_mean(terms: np.ndarray, mean: float, penalty: float) -> float:
+    """The watermarked tokens' mean score, refined twice on the segments it finds."""
+    for _ in range(2):
         inside = np.zeros(terms.size, dtype=bool)
         for i, j in _segments(terms, mean, penalty):
             inside[i:j] = True
         if not inside.any() or terms[inside].mean() <= 1.0:
             break
         mean = float(terms[inside].mean())
+    return mean
+
+
+def _backed_segments(
+    terms: np.ndarray,
+    starts: np.ndarray,
+    sizes: np.ndarray,
+    p_values: np.ndarray,
+    adjusted: np.ndarray,
+    significant: np.ndarray,
+) -> list[tuple[int, int, float]]:
+    """``(i, j, p)`` in scored-token indices: the segments that a significant window backs
+    (overlaps by half of itself), then the significant windows that touch no segment."""
+    best = significant[np.argmin(p_values[significant])]
+    mean = float(terms[starts[best] : starts[best] + sizes[best]].mean())
+    penalty = max(1.0, math.log(terms.size))
+    mean = _watermarked_mean(terms, mean, penalty)
+    sig_lo, sig_hi = starts[significant], starts[significant] + sizes[significant]
     found: list[tuple[int, int, float]] = []
     covered = np.zeros(significant.size, dtype=bool)
     for i, j in _segments(terms, mean, penalty):
@@ -259,7 +276,13 @@ def localize_scores(
     # Significant windows that touch no reported segment are reported as they are (merged).
     for k in np.flatnonzero(~covered):
         found.append((int(sig_lo[k]), int(sig_hi[k]), float(adjusted[significant][k])))
-    # Scored-index segments to token spans; overlapping spans merge.
+    return found
+
+
+def _token_spans(
+    found: list[tuple[int, int, float]], positions: np.ndarray, context_width: int
+) -> tuple[Span, ...]:
+    """Scored-index segments as token spans (starting ``h`` tokens early); overlaps merge."""
     spans: list[list[float]] = []
     for i, j, p in sorted(
         (max(int(positions[i]) - context_width, 0), int(positions[j - 1]) + 1, p)
@@ -270,4 +293,4 @@ def localize_scores(
             spans[-1][2] = min(spans[-1][2], p)
         else:
             spans.append([i, j, p])
-    return result(tuple(Span(int(a), int(b), float(p)) for a, b, p in spans))
+    return tuple(Span(int(a), int(b), float(p)) for a, b, p in spans)
