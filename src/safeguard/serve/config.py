@@ -197,6 +197,19 @@ class ServerConfig(_Model):
             raise ValueError("two tenants share one token hash; give each tenant its own token")
         return self
 
+    def default_false_positive_rate(self) -> float:
+        """The rate used when a request names none: ``false_positive_rate``, else the
+        policy's ``watermark.false_positive_rate``, else 1e-3."""
+        if self.false_positive_rate is not None:
+            return self.false_positive_rate
+        if self.policy:
+            from safeguard.policy import load_policy
+
+            policy = load_policy(self.policy)
+            if policy.watermark is not None:
+                return float(policy.watermark.false_positive_rate)
+        return 1e-3
+
     def resolve_paths(self, base: Path) -> ServerConfig:
         """Return a copy whose relative paths are taken relative to ``base``."""
 
