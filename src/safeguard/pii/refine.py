@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import re
 
-from safeguard.pii.patterns import Candidate
 from safeguard.pii.recognizers._words import WORD, dose_follows, is_common, is_drug, shape
 from safeguard.pii.recognizers.wordlists import word_list
+from safeguard.pii.types import Candidate
 
 __all__ = [
     "REMAPPED_NER_ENTITIES",

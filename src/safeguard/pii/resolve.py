@@ -30,15 +30,17 @@ import re
 from collections.abc import Iterable, Mapping
 
 from safeguard.pii import refine
-from safeguard.pii.patterns import (
-    _DATE_NUMERIC,
-    _DATE_SHORT,
-    _MONTH_RE,
+from safeguard.pii.recognizers.lexicon import (
+    MONTH_RE as _MONTH_RE,
+)
+from safeguard.pii.recognizers.lexicon import (
     NAME_STOPWORDS,
     NER_PERSON_STOPWORDS,
     US_STATES,
-    Candidate,
 )
+from safeguard.pii.recognizers.safe_harbor.dates import DATE_NUMERIC as _DATE_NUMERIC
+from safeguard.pii.recognizers.safe_harbor.dates import DATE_SHORT as _DATE_SHORT
+from safeguard.pii.types import Candidate
 
 __all__ = ["ner_candidate_ok", "resolve"]
 

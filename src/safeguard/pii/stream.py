@@ -20,7 +20,6 @@
   sha256 of input and output, for the provenance manifest.
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -391,4 +390,3 @@ def _check_consumed(src: Path, offset: int, expected: str) -> Any:
 
 class _Interrupted(Exception):
     """Raised by tests to simulate a crash after some batches (checkpoint left in place)."""
-

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from safeguard.errors import ConfigError
-from safeguard.pii.patterns import Candidate
 from safeguard.pii.recognizers.formats import (
     datetime_candidates,
     intl_phone_candidates,
@@ -39,6 +38,7 @@ from safeguard.pii.recognizers.places import (
     place_after_cue_candidates,
     street_candidates,
 )
+from safeguard.pii.types import Candidate
 
 __all__ = [
     "RECALL_FIRST",

@@ -19,7 +19,7 @@ _DOSE = re.compile(
 
 @functools.cache
 def _blocked() -> frozenset[str]:
-    from safeguard.pii.patterns import NAME_STOPWORDS, NER_PERSON_STOPWORDS
+    from safeguard.pii.recognizers.lexicon import NAME_STOPWORDS, NER_PERSON_STOPWORDS
 
     return (
         word_list("common_words")
@@ -35,7 +35,7 @@ def is_common(word: str) -> bool:
 
 @functools.cache
 def _hard_blocked() -> frozenset[str]:
-    from safeguard.pii.patterns import NAME_STOPWORDS, NER_PERSON_STOPWORDS
+    from safeguard.pii.recognizers.lexicon import NAME_STOPWORDS, NER_PERSON_STOPWORDS
 
     return word_list("stop_words") | {w.lower() for w in NAME_STOPWORDS | NER_PERSON_STOPWORDS}
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from safeguard.pii.patterns import _MONTH, Candidate
+from safeguard.pii.recognizers.lexicon import MONTH as _MONTH
+from safeguard.pii.types import Candidate
 
 __all__ = [
     "contextual_phone_candidates",

@@ -17,7 +17,6 @@ import itertools
 import re
 from collections.abc import Iterator
 
-from safeguard.pii.patterns import Candidate
 from safeguard.pii.recognizers._words import (
     dose_follows,
     is_common,
@@ -27,6 +26,7 @@ from safeguard.pii.recognizers._words import (
     tokens,
 )
 from safeguard.pii.recognizers.wordlists import word_list
+from safeguard.pii.types import Candidate
 
 __all__ = [
     "age_after_name_candidates",
@@ -119,7 +119,7 @@ def given_name_candidates(text: str) -> Iterator[Candidate]:
 
 @functools.cache
 def _not_surname_context() -> frozenset[str]:
-    from safeguard.pii.patterns import _STREET_SUFFIXES
+    from safeguard.pii.recognizers.lexicon import STREET_SUFFIXES as _STREET_SUFFIXES
 
     return (
         frozenset(w.lower() for w in _STREET_SUFFIXES)

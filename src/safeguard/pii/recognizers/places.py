@@ -16,9 +16,9 @@ import functools
 import re
 from collections.abc import Iterator
 
-from safeguard.pii.patterns import Candidate
 from safeguard.pii.recognizers._words import LETTER, WORD, is_common, is_drug, shape, tokens
 from safeguard.pii.recognizers.wordlists import word_list
+from safeguard.pii.types import Candidate
 
 __all__ = [
     "city_candidates",
