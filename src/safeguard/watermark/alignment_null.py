@@ -248,21 +248,37 @@ def null_statistics(
         raise ConfigError(f"`token_index` must be a non-empty 1-D array, got shape {tok.shape}")
     tok = _check_token_index(tok, tok.shape[0])
     total = int(num_resamples)
-    width = _chunk_width(tok.size, int(n))
-    seeds = _chunk_seeds(_resolve_rng(rng), total, width)
     out = np.empty(total, dtype=np.float32)
     filled = [0]
-
-    def work(cid: int, width: int) -> np.ndarray:
-        return _null_chunk(seeds[cid], tok, int(n), width, method, g)
 
     def collect(stats: np.ndarray) -> bool:
         out[filled[0] : filled[0] + stats.size] = stats
         filled[0] += stats.size
         return True
 
-    _run_chunks(work, total, width, _resolve_threads(num_threads), collect)
+    _stream_null(tok, int(n), method, g, total, rng, num_threads, collect)
     return out
+
+
+def _stream_null(
+    token_index: np.ndarray,
+    n: int,
+    method: str,
+    gamma: float,
+    total: int,
+    rng: np.random.Generator | int | None,
+    num_threads: int | None,
+    consume: Callable[[np.ndarray], bool],
+) -> None:
+    """Draw ``total`` null statistics chunk by chunk, in order, into ``consume``; stop when
+    it returns False. The draws depend only on ``rng``, not on ``num_threads``."""
+    width = _chunk_width(token_index.shape[0], n)
+    seeds = _chunk_seeds(_resolve_rng(rng), total, width)
+
+    def work(cid: int, width: int) -> np.ndarray:
+        return _null_chunk(seeds[cid], token_index, n, width, method, gamma)
+
+    _run_chunks(work, total, width, _resolve_threads(num_threads), consume)
 
 
 @lru_cache(maxsize=32)
@@ -298,14 +314,9 @@ def count_null_hits(
     Draws up to ``total`` null statistics in chunks; with ``early_stop = h`` it stops at the
     ``h``-th hit in draw order (Besag–Clifford), so ``seen`` counts the draws up to it.
     """
-    width = _chunk_width(token_index.shape[0], n)
-    seeds = _chunk_seeds(_resolve_rng(rng), total, width)
     thresh = np.float32(observed)
     h = early_stop
     state = {"seen": 0, "hits": 0, "stopped": False}
-
-    def work(cid: int, width: int) -> np.ndarray:
-        return _null_chunk(seeds[cid], token_index, n, width, method, gamma)
 
     def consume(stats: np.ndarray) -> bool:
         hits = stats <= thresh
@@ -320,5 +331,5 @@ def count_null_hits(
         state["hits"] += int(hits.sum())
         return True
 
-    _run_chunks(work, total, width, num_threads, consume)
+    _stream_null(token_index, n, method, gamma, total, rng, num_threads, consume)
     return int(state["seen"]), int(state["hits"]), bool(state["stopped"])

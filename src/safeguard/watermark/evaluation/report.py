@@ -286,6 +286,16 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
+def _labelled(fig: Any, ax: Any, title: str, ylabel: str, xlabel: str | None = None) -> Any:
+    """``fig`` with its axis labels, title and legend set."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def _plots(report: dict[str, Any], out: Path) -> dict[str, Path]:
     try:
         import matplotlib
@@ -324,11 +334,13 @@ def _plot_roc(plt: Any, report: dict[str, Any]) -> Any:
                     label=f"{s}{'' if key == 'roc' else ', 30% substituted'} (AUC {roc['auc']:.3f})",
                 )
     ax.set_xscale("log")
-    ax.set_xlabel("false-positive rate on human text (0 drawn at half of 1/n)")
-    ax.set_ylabel("true-positive rate")
-    ax.set_title(f"ROC at {report['config']['new_tokens']} tokens")
-    ax.legend(fontsize=7)
-    return fig
+    return _labelled(
+        fig,
+        ax,
+        f"ROC at {report['config']['new_tokens']} tokens",
+        "true-positive rate",
+        "false-positive rate on human text (0 drawn at half of 1/n)",
+    )
 
 
 def _plot_tokens(plt: Any, report: dict[str, Any]) -> Any:
@@ -344,12 +356,9 @@ def _plot_tokens(plt: Any, report: dict[str, Any]) -> Any:
             color=_COLORS[s],
             label=f"{s}, 30% substituted",
         )
-    ax.set_xlabel("tokens")
-    ax.set_ylabel(f"share of texts with p ≤ {report['config']['alpha']:g}")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Tokens to detect")
-    ax.legend(fontsize=7)
-    return fig
+    ylabel = f"share of texts with p ≤ {report['config']['alpha']:g}"
+    return _labelled(fig, ax, "Tokens to detect", ylabel, "tokens")
 
 
 def _plot_attacks(plt: Any, report: dict[str, Any]) -> Any:
@@ -362,11 +371,9 @@ def _plot_attacks(plt: Any, report: dict[str, Any]) -> Any:
         vals = [report["attacks"][lab][s]["tpr"][0]["rate"] for lab in labels]
         ax.bar(x + i * width, vals, width, color=_COLORS[s], label=s)
     ax.set_xticks(x + 0.4 - width / 2, labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel(f"TPR at FPR {report['config']['levels'][0]:g}")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Robustness to attacks")
-    ax.legend(fontsize=7)
-    return fig
+    ylabel = f"TPR at FPR {report['config']['levels'][0]:g}"
+    return _labelled(fig, ax, "Robustness to attacks", ylabel)
 
 
 def _plot_entropy(plt: Any, report: dict[str, Any]) -> Any:
@@ -376,12 +383,14 @@ def _plot_entropy(plt: Any, report: dict[str, Any]) -> Any:
     for s, rows in sweep["schemes"].items():
         med = [r["median"] if r["median"] is not None else np.nan for r in rows]
         ax.plot(sweep["levels"], med, "o-", color=_COLORS[s], label=s)
-    ax.set_xlabel("entropy of the next-token distribution (nats)")
-    ax.set_ylabel(f"median tokens to p ≤ {report['config']['alpha']:g} (missing: > {cap})")
     ax.set_yscale("log")
-    ax.set_title("Power against entropy (synthetic source)")
-    ax.legend(fontsize=7)
-    return fig
+    return _labelled(
+        fig,
+        ax,
+        "Power against entropy (synthetic source)",
+        f"median tokens to p ≤ {report['config']['alpha']:g} (missing: > {cap})",
+        "entropy of the next-token distribution (nats)",
+    )
 
 
 def _per_key_lines(report: dict[str, Any], schemes: Sequence[str]) -> list[str]:
