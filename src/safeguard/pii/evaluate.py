@@ -172,52 +172,16 @@ def evaluate_predictions(
             "have the same length"
         )
     emap = dict(entity_map or {})
-    counts = defaultdict(int)
+    counts: defaultdict[str, int] = defaultdict(int)
     per_gold: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # support, found, typed
     per_pred: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # predicted, correct
     for text, gspans, pspans in zip(texts, gold, predicted, strict=True):
-        n = len(text)
         pspans = [(s, e, emap.get(t, t)) for s, e, t in pspans]
-        pmask = _mask(n, pspans)
-        gmask = _mask(n, gspans)
-        for i, ch in enumerate(text):
-            if ch.isalnum() and (gmask[i] or pmask[i]):
-                counts["char_gold"] += gmask[i]
-                counts["char_found"] += gmask[i] and pmask[i]
-                counts["char_pred"] += pmask[i]
-        typed_masks: dict[str, list[bool]] = {}
-        for s, e, t in gspans:
-            pos = _alnum_positions(text, s, e)
-            if not pos:
-                continue
-            hit, tot = _covered(pos, pmask)
-            if t not in typed_masks:
-                typed_masks[t] = _mask(n, pspans, t)
-            thit, _ = _covered(pos, typed_masks[t])
-            counts["gold"] += 1
-            counts["found"] += hit == tot
-            counts["found_lenient"] += hit > 0
-            counts["typed_found"] += thit == tot
-            g = per_gold[t]
-            g[0] += 1
-            g[1] += hit == tot
-            g[2] += thit == tot
-        gtyped: dict[str, list[bool]] = {}
-        for s, e, t in pspans:
-            pos = _alnum_positions(text, s, e)
-            if not pos:
-                continue
-            hit, tot = _covered(pos, gmask)
-            if t not in gtyped:
-                gtyped[t] = _mask(n, gspans, t)
-            thit, _ = _covered(pos, gtyped[t])
-            counts["pred"] += 1
-            counts["correct"] += 2 * hit >= tot
-            counts["correct_lenient"] += hit > 0
-            counts["typed_correct"] += 2 * thit >= tot
-            p = per_pred[t]
-            p[0] += 1
-            p[1] += 2 * hit >= tot
+        pmask = _mask(len(text), pspans)
+        gmask = _mask(len(text), gspans)
+        _count_characters(text, gmask, pmask, counts)
+        _count_gold(text, gspans, pspans, pmask, counts, per_gold)
+        _count_predicted(text, gspans, pspans, gmask, counts, per_pred)
     overall = Scores.from_counts(counts["gold"], counts["found"], counts["pred"], counts["correct"])
     typed = Scores.from_counts(
         counts["gold"], counts["typed_found"], counts["pred"], counts["typed_correct"]
@@ -225,6 +189,88 @@ def evaluate_predictions(
     lenient = Scores.from_counts(
         counts["gold"], counts["found_lenient"], counts["pred"], counts["correct_lenient"]
     )
+    characters = Scores.from_counts(
+        counts["char_gold"], counts["char_found"], counts["char_pred"], counts["char_found"]
+    )
+    return EvaluationReport(
+        overall,
+        typed,
+        lenient,
+        _per_entity(per_gold, per_pred),
+        n_docs=len(texts),
+        characters=characters,
+    )
+
+
+def _count_characters(
+    text: str, gmask: list[bool], pmask: list[bool], counts: defaultdict[str, int]
+) -> None:
+    """Alphanumeric characters in gold spans, in predicted spans, and in both."""
+    for i, ch in enumerate(text):
+        if ch.isalnum() and (gmask[i] or pmask[i]):
+            counts["char_gold"] += gmask[i]
+            counts["char_found"] += gmask[i] and pmask[i]
+            counts["char_pred"] += pmask[i]
+
+
+def _count_gold(
+    text: str,
+    gspans: Sequence[Span],
+    pspans: Sequence[Span],
+    pmask: list[bool],
+    counts: defaultdict[str, int],
+    per_gold: dict[str, list[int]],
+) -> None:
+    """Recall: a gold span is found when predictions cover all its alphanumeric characters."""
+    typed_masks: dict[str, list[bool]] = {}
+    for s, e, t in gspans:
+        pos = _alnum_positions(text, s, e)
+        if not pos:
+            continue
+        hit, tot = _covered(pos, pmask)
+        if t not in typed_masks:
+            typed_masks[t] = _mask(len(text), pspans, t)
+        thit, _ = _covered(pos, typed_masks[t])
+        counts["gold"] += 1
+        counts["found"] += hit == tot
+        counts["found_lenient"] += hit > 0
+        counts["typed_found"] += thit == tot
+        g = per_gold[t]
+        g[0] += 1
+        g[1] += hit == tot
+        g[2] += thit == tot
+
+
+def _count_predicted(
+    text: str,
+    gspans: Sequence[Span],
+    pspans: Sequence[Span],
+    gmask: list[bool],
+    counts: defaultdict[str, int],
+    per_pred: dict[str, list[int]],
+) -> None:
+    """Precision: a predicted span is correct when gold covers at least half of it."""
+    gtyped: dict[str, list[bool]] = {}
+    for s, e, t in pspans:
+        pos = _alnum_positions(text, s, e)
+        if not pos:
+            continue
+        hit, tot = _covered(pos, gmask)
+        if t not in gtyped:
+            gtyped[t] = _mask(len(text), gspans, t)
+        thit, _ = _covered(pos, gtyped[t])
+        counts["pred"] += 1
+        counts["correct"] += 2 * hit >= tot
+        counts["correct_lenient"] += hit > 0
+        counts["typed_correct"] += 2 * thit >= tot
+        p = per_pred[t]
+        p[0] += 1
+        p[1] += 2 * hit >= tot
+
+
+def _per_entity(
+    per_gold: dict[str, list[int]], per_pred: dict[str, list[int]]
+) -> dict[str, EntityScores]:
     per_entity: dict[str, EntityScores] = {}
     for t in sorted(set(per_gold) | set(per_pred)):
         sup, found, tfound = per_gold.get(t, [0, 0, 0])
@@ -236,12 +282,7 @@ def evaluate_predictions(
             predicted=npred,
             precision=correct / npred if npred else float("nan"),
         )
-    characters = Scores.from_counts(
-        counts["char_gold"], counts["char_found"], counts["char_pred"], counts["char_found"]
-    )
-    return EvaluationReport(
-        overall, typed, lenient, per_entity, n_docs=len(texts), characters=characters
-    )
+    return per_entity
 
 
 _YEAR = re.compile(r"(?<![\d/.-])(?:19|20)\d{2}(?![\d/.-]?\d)")
