@@ -32,7 +32,7 @@ from safeguard.pii.recognizers.safe_harbor import (
     vin,
 )
 
-__all__ = ["PATTERN_ENTITIES", "PATTERN_RULES"]
+__all__ = ["PATTERN_ENTITIES", "PATTERN_RULES", "PatternRule"]
 
 #: Every pattern rule, in the order a detector runs them.
 PATTERN_RULES: tuple[PatternRule, ...] = (
