@@ -28,7 +28,9 @@ from typing import Any
 import torch
 
 from safeguard.errors import BudgetExceededError, ConfigError, VerificationError, missing_dependency
-from safeguard.privacy._opacus import PrivateTraining, _batch_len, make_private, save_private
+from safeguard.privacy._hf import _batch_len
+from safeguard.privacy._opacus import make_private
+from safeguard.privacy._training import PrivateTraining, save_private
 from safeguard.privacy.config import DPConfig
 from safeguard.privacy.ledger import BudgetLedger
 from safeguard.privacy.report import write_report

@@ -21,6 +21,7 @@ __all__ = [
     "GradSampleMode",
     "PrivacyUnit",
     "default_delta",
+    "hard_budget",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,23 @@ def default_delta(num_units: int) -> float:
     exponent = math.floor(math.log10(raw))
     mantissa = math.floor(raw / 10.0**exponent)
     return float(f"{mantissa}e{exponent}")
+
+
+def hard_budget(max_epsilon: float | None, target_epsilon: float | None) -> float | None:
+    """The hard budget: ``max_epsilon``, or ``target_epsilon`` where it is unset.
+
+    The one place the rule "max_epsilon defaults to target_epsilon" lives: a
+    :class:`DPConfig`, a policy's ``privacy:`` section (:meth:`DPConfig.from_policy`) and
+    ``safeguard train --target-epsilon`` (a lower target, the policy's budget) apply it.
+
+    >>> hard_budget(None, 8)
+    8.0
+    >>> hard_budget(10.0, 8.0)
+    10.0
+    """
+    if max_epsilon is not None:
+        return max_epsilon
+    return None if target_epsilon is None else float(target_epsilon)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +147,15 @@ class DPConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
+        self._check_types()
+        problems = [*self._budget_problems(), *self._setting_problems()]
+        if problems:
+            raise ConfigError("invalid DPConfig:\n  " + "\n  ".join(problems))
+        object.__setattr__(self, "max_epsilon", hard_budget(self.max_epsilon, self.target_epsilon))
+        self._warn()
+
+    def _check_types(self) -> None:
+        """Numbers must be numbers (a quoted YAML value is refused at once, with the fix)."""
         for name in (
             "target_epsilon",
             "noise_multiplier",
@@ -150,6 +176,10 @@ class DPConfig:
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
             raise ConfigError(f"`seed` (={self.seed!r}) must be an integer or None")
+
+    def _budget_problems(self) -> list[str]:
+        """What is wrong with ε, σ, δ, C and the length of training."""
+        problems: list[str] = []
         if (self.target_epsilon is None) == (self.noise_multiplier is None):
             problems.append(
                 "set exactly one of `target_epsilon` (σ is then calibrated) and `noise_multiplier` "
@@ -200,6 +230,11 @@ class DPConfig:
                 f"`max_epsilon` (={self.max_epsilon}) is below `target_epsilon` (={self.target_epsilon}); "
                 "training would stop before reaching its target: lower `target_epsilon`"
             )
+        return problems
+
+    def _setting_problems(self) -> list[str]:
+        """What is wrong with the accountant, the mode, the batch sizes and the unit of privacy."""
+        problems: list[str] = []
         if self.accountant not in _ACCOUNTANTS:
             problems.append(
                 f"`accountant` (={self.accountant!r}) must be one of {', '.join(_ACCOUNTANTS)}"
@@ -230,10 +265,13 @@ class DPConfig:
             problems.append(
                 f"`max_examples_per_user` (={self.max_examples_per_user!r}) must be an integer ≥ 1"
             )
-        if problems:
-            raise ConfigError("invalid DPConfig:\n  " + "\n  ".join(problems))
-        if self.target_epsilon is not None and self.max_epsilon is None:
-            object.__setattr__(self, "max_epsilon", float(self.target_epsilon))
+        return problems
+
+    def _warn(self) -> None:
+        """Warn about a weak ε, a seeded (void) guarantee and non-Poisson sampling.
+
+        ``stacklevel=4``: the warning points at the code that built the config.
+        """
         eps = self.max_epsilon if self.max_epsilon is not None else self.target_epsilon
         if eps is not None and eps > EPSILON_WARN_ABOVE:
             warnings.warn(
@@ -241,7 +279,7 @@ class DPConfig:
                 "odds of telling whether a unit was in the data can grow by e^ε); "
                 "prefer ε ≤ 8, or ≤ 1 for strong guarantees",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         if self.seed is not None and not self.secure_mode:
             warnings.warn(
@@ -249,7 +287,7 @@ class DPConfig:
                 "it can regenerate the noise, so this run has no DP guarantee (the ledger and "
                 "manifest say so). Use it for reproducibility experiments only",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         if not self.poisson_sampling:
             warnings.warn(
@@ -257,7 +295,7 @@ class DPConfig:
                 "with probability q; with fixed-size shuffled batches the reported ε is an "
                 "approximation, not a proven bound",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     @property
@@ -328,7 +366,8 @@ class DPConfig:
                 "for a reproducibility experiment"
             )
         if "noise_multiplier" in overrides:
+            # σ is given: the policy's budget still stops the run.
             values.pop("target_epsilon")
-            values.setdefault("max_epsilon", section.target_epsilon)
+            values["max_epsilon"] = hard_budget(section.max_epsilon, section.target_epsilon)
         values.update(overrides)
         return cls(**values)
