@@ -14,6 +14,8 @@ The pieces are plain modules so that a study can use any of them alone:
 * :mod:`~safeguard.watermark.evaluation.lm` — the small evaluation language model shipped
   with the package, its held-out human text, and sampling continuations for any scheme;
 * :mod:`~safeguard.watermark.evaluation.runner` — the study behind ``safeguard eval``;
+  its stages live in ``config``, ``corpus``, ``detectors``, ``generation``, ``power``,
+  ``robustness``, ``calibration``, ``sample_quality`` and ``localization``;
 * :mod:`~safeguard.watermark.evaluation.report` — its report: JSON, Markdown tables, plots.
 
 Importing this package imports nothing heavy; each module states what it needs.

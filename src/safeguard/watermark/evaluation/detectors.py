@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from safeguard.watermark.evaluation import competitors
 from safeguard.watermark.evaluation._common import derived_rng, derived_secret
 from safeguard.watermark.evaluation.config import OUR_SCHEMES
 from safeguard.watermark.evaluation.report import PERMUTATION_SCHEMES
@@ -102,6 +101,8 @@ class CompetitorDetector(Detector):
 
 def competitor(scheme: str, seed: int, index: int, vocab_size: int) -> Any:
     """Key ``index`` of a competitor scheme (``kgw`` or ``synthid``) for a run's seed."""
+    from safeguard.watermark.evaluation import competitors  # imports transformers
+
     rng = derived_rng(seed, scheme, "key", index)
     if scheme == "kgw":
         return competitors.KGW(hashing_key=int(rng.integers(1, 2**31)), vocab_size=vocab_size)

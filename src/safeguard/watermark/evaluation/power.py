@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from safeguard.watermark.evaluation import metrics, synthetic
+from safeguard.watermark.evaluation import metrics
 from safeguard.watermark.evaluation._common import (
     Progress,
     derived_rng,
@@ -93,6 +93,8 @@ def _median_tokens(ttd: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]
 
 def entropy_sweep(config: EvalConfig, setup: Setup, progress: Progress) -> dict[str, Any]:
     """The report's ``entropy_sweep``: tokens to detect at each entropy of a synthetic source."""
+    from safeguard.watermark.evaluation import synthetic  # imports transformers
+
     lengths = prefix_lengths(config.entropy_tokens, config.step)
     sweep: dict[str, Any] = {"levels": list(config.entropies), "lengths": lengths, "schemes": {}}
     models = synthetic.entropy_sweep(config.entropies, seed=config.seed)
