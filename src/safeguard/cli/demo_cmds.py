@@ -24,12 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from safeguard.cli.main import main
     from safeguard.demo.run import format_table, run_demo
 
     def echo(line: str) -> None:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    summary = run_demo(args.out, notes=args.notes, seed=args.seed, echo=echo)
+    # The demo runs its verbs through this CLI's entry point, in this process (libraries
+    # load once); the demo itself never imports the CLI.
+    summary = run_demo(args.out, notes=args.notes, seed=args.seed, echo=echo, verbs=main)
     print(format_table(summary))
     return 0 if summary.ok else 1
