@@ -27,7 +27,7 @@ import itertools
 import json
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,15 +222,7 @@ def _count_gold(
     per_gold: dict[str, list[int]],
 ) -> None:
     """Recall: a gold span is found when predictions cover all its alphanumeric characters."""
-    typed_masks: dict[str, list[bool]] = {}
-    for s, e, t in gspans:
-        pos = _alnum_positions(text, s, e)
-        if not pos:
-            continue
-        hit, tot = _covered(pos, pmask)
-        if t not in typed_masks:
-            typed_masks[t] = _mask(len(text), pspans, t)
-        thit, _ = _covered(pos, typed_masks[t])
+    for t, hit, tot, thit in _coverage(text, gspans, pspans, pmask):
         counts["gold"] += 1
         counts["found"] += hit == tot
         counts["found_lenient"] += hit > 0
@@ -250,15 +242,7 @@ def _count_predicted(
     per_pred: dict[str, list[int]],
 ) -> None:
     """Precision: a predicted span is correct when gold covers at least half of it."""
-    gtyped: dict[str, list[bool]] = {}
-    for s, e, t in pspans:
-        pos = _alnum_positions(text, s, e)
-        if not pos:
-            continue
-        hit, tot = _covered(pos, gmask)
-        if t not in gtyped:
-            gtyped[t] = _mask(len(text), gspans, t)
-        thit, _ = _covered(pos, gtyped[t])
+    for t, hit, tot, thit in _coverage(text, pspans, gspans, gmask):
         counts["pred"] += 1
         counts["correct"] += 2 * hit >= tot
         counts["correct_lenient"] += hit > 0
@@ -266,6 +250,23 @@ def _count_predicted(
         p = per_pred[t]
         p[0] += 1
         p[1] += 2 * hit >= tot
+
+
+def _coverage(
+    text: str, spans: Sequence[Span], other: Sequence[Span], other_mask: list[bool]
+) -> Iterator[tuple[str, int, int, int]]:
+    """Per span with alphanumeric characters: its type, how many of them ``other`` covers,
+    how many there are, and how many ``other`` spans of the same type cover."""
+    typed_masks: dict[str, list[bool]] = {}
+    for s, e, t in spans:
+        pos = _alnum_positions(text, s, e)
+        if not pos:
+            continue
+        hit, tot = _covered(pos, other_mask)
+        if t not in typed_masks:
+            typed_masks[t] = _mask(len(text), other, t)
+        thit, _ = _covered(pos, typed_masks[t])
+        yield t, hit, tot, thit
 
 
 def _per_entity(

@@ -163,8 +163,9 @@ class ScrubJob:
         engine: Name of the engine that will run the job (for messages).
         formats: The formats that engine reads and writes.
 
-    After validation ``input_format``, ``output_format`` and ``quarantine_path`` are
-    resolved, ``fields`` is a tuple, and ``columns``/``schema`` describe a CSV or Parquet
+    Paths may be given as strings. After validation the paths are :class:`~pathlib.Path`,
+    ``input_format``, ``output_format`` and ``quarantine_path`` are resolved, ``fields`` is a
+    tuple, and ``columns``/``schema`` describe a CSV or Parquet
     input (``None`` for JSONL).
 
     Raises:
@@ -175,7 +176,7 @@ class ScrubJob:
     """
 
     scrubber: Scrubber
-    input_path: Path
+    input_path: Path  # str accepted; a Path after validation (as the other paths)
     output_path: Path
     fields: Sequence[str] = ("text",)
     input_format: Format | None = None

@@ -104,21 +104,12 @@ def scrub_file(
     """Scrub the text ``fields`` of every record of a file into another file.
 
     Args:
-        scrubber: A :class:`~safeguard.pii.Scrubber`.
-        input_path: JSONL, CSV or Parquet file.
-        output_path: Where the scrubbed records go (same record structure).
-        fields: Field paths to scrub (``text``, ``note.body``, ``messages.*.content``).
-        input_format: Overrides the format read from the input suffix.
-        output_format: Overrides the format read from the output suffix (default: input's).
-        quarantine_path: JSONL for records that cannot be processed
-            (default ``OUT.quarantine.jsonl``; created only if needed).
-        report_path: Where to write the :class:`ScrubReport` as JSON (optional).
+        scrubber, input_path, output_path, fields, input_format, output_format,
+        quarantine_path, report_path, batch_size, patient_field, max_record_bytes,
+        policy_digest: What they mean for :class:`~safeguard.pii.job.ScrubJob`, which
+            checks them (the Ray engine takes the same).
         resume: Continue an interrupted run from its checkpoint.
-        batch_size: Records per batch (and per checkpoint).
         processes: Worker processes for analysis (1: in-process).
-        patient_field: Field path whose value groups records for date shifting.
-        max_record_bytes: Larger records are quarantined instead of processed.
-        policy_digest: Digest recorded in the report (default: a digest of the config).
         progress: Show a progress bar (default: when stderr is a terminal).
 
     Returns:
@@ -133,13 +124,13 @@ def scrub_file(
         raise DataError(f"`processes` (={processes}) must be >= 1")
     job = ScrubJob(
         scrubber,
-        Path(input_path),
-        Path(output_path),
+        input_path,
+        output_path,
         fields=fields,
         input_format=input_format,  # type: ignore[arg-type]
         output_format=output_format,  # type: ignore[arg-type]
-        quarantine_path=Path(quarantine_path) if quarantine_path else None,
-        report_path=Path(report_path) if report_path else None,
+        quarantine_path=quarantine_path,
+        report_path=report_path,
         batch_size=batch_size,
         patient_field=patient_field,
         max_record_bytes=max_record_bytes,

@@ -394,13 +394,13 @@ def scrub_file(
     """
     job = ScrubJob(
         scrubber,
-        Path(input_path),
-        Path(output_path),
+        input_path,
+        output_path,
         fields=fields,
         input_format=input_format,  # type: ignore[arg-type]
         output_format=output_format,  # type: ignore[arg-type]
-        quarantine_path=Path(quarantine_path) if quarantine_path else None,
-        report_path=Path(report_path) if report_path else None,
+        quarantine_path=quarantine_path,
+        report_path=report_path,
         batch_size=batch_size,
         patient_field=patient_field,
         max_record_bytes=max_record_bytes,
