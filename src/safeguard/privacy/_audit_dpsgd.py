@@ -82,29 +82,15 @@ def audit_dp_sgd(
         An :class:`~safeguard.privacy.audit.AuditResult` whose ``claimed_epsilon`` is the
         accountant's ε for (σ, q, steps, δ).
     """
-    from safeguard.privacy._opacus import make_private
-
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     included = rng.random(num_canaries) < 0.5
-    dim = real_dim + num_canaries
-    w_true = rng.normal(size=real_dim)
-    x_real = np.zeros((num_real, dim), dtype=np.float32)
-    x_real[:, :real_dim] = rng.normal(size=(num_real, real_dim))
-    y_real = (x_real[:, :real_dim] @ w_true + 0.5 * rng.normal(size=num_real) > 0).astype(np.int64)
-    idx = np.flatnonzero(included)
-    x_can = np.zeros((idx.size, dim), dtype=np.float32)
-    x_can[np.arange(idx.size), real_dim + idx] = (
-        10.0 * max_grad_norm
-    )  # norm > C: clipped to exactly C
-    x = torch.from_numpy(np.concatenate([x_real, x_can]))
-    y = torch.from_numpy(np.concatenate([y_real, np.full(idx.size, 2, dtype=np.int64)]))
-    n = x.shape[0]
+    data = _canary_data(rng, included, num_real, real_dim, max_grad_norm)
+    n = len(data)
     batch_size = max(1, round(sample_rate * n))
-    model = nn.Linear(dim, 1, bias=False)
+    model = nn.Linear(real_dim + num_canaries, 1, bias=False)
     nn.init.zeros_(model.weight)
     start = model.weight.detach().clone()
-    data = TensorDataset(x, y)
     details: dict[str, Any] = {
         "noise_multiplier": noise_multiplier,
         "sample_rate": batch_size / n,
@@ -113,48 +99,14 @@ def audit_dp_sgd(
         "private": private,
         "seed": seed,
     }
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
     if private:
-        opt = torch.optim.SGD(model.parameters(), lr=lr)
-        config = DPConfig(
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm,
-            batch_size=batch_size,
-            target_delta=delta,
-            steps=steps,
-            seed=seed,
-            preflight=False,
-            accountant="rdp" if accountant == "gdp" else accountant,
+        config = _audit_config(
+            noise_multiplier, max_grad_norm, batch_size, delta, steps, seed, accountant
         )
-        run = make_private(
-            model=model,
-            optimizer=opt,
-            data_loader=DataLoader(data, batch_size=batch_size),
-            config=config,
-            loss_fn=_canary_loss,
-        )
-        if tamper is not None:
-            tamper(run)
-        taken = 0
-        while taken < steps:
-            for batch in run.data_loader:
-                run.train_step(list(batch), loss_fn=_canary_loss)
-                taken += 1
-                if taken >= steps:
-                    break
-        weight = run.model._module.weight if hasattr(run.model, "_module") else model.weight
-        details["ledger_steps"] = run.ledger.steps()
+        weight = _train_private(model, opt, data, config, tamper, details)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr)
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(steps):
-            take = torch.rand(n, generator=gen) < batch_size / n
-            if not bool(take.any()):
-                continue
-            loss = _canary_loss(model(x[take]), y[take]).sum() / batch_size
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        weight = model.weight
+        weight = _train_plain(model, opt, data, batch_size, steps, seed)
     moved = (weight.detach() - start)[0, real_dim:].cpu().numpy()
     guesses = guesses_from_scores(moved, num_guesses)
     claimed = compute_epsilon(accountant, [(noise_multiplier, batch_size / n, steps)], delta)
@@ -166,3 +118,103 @@ def audit_dp_sgd(
         confidence=confidence,
         details=details,
     )
+
+
+def _audit_config(
+    noise_multiplier: float,
+    max_grad_norm: float,
+    batch_size: int,
+    delta: float,
+    steps: int,
+    seed: int,
+    accountant: str,
+) -> DPConfig:
+    """The audited run's configuration (seeded; GDP's run trains under RDP accounting)."""
+    return DPConfig(
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        batch_size=batch_size,
+        target_delta=delta,
+        steps=steps,
+        seed=seed,
+        preflight=False,
+        accountant="rdp" if accountant == "gdp" else accountant,
+    )
+
+
+def _canary_data(
+    rng: np.random.Generator,
+    included: np.ndarray,
+    num_real: int,
+    real_dim: int,
+    max_grad_norm: float,
+) -> TensorDataset:
+    """Real logistic-regression examples, then the included Dirac canaries (target 2)."""
+    dim = real_dim + included.size
+    w_true = rng.normal(size=real_dim)
+    x_real = np.zeros((num_real, dim), dtype=np.float32)
+    x_real[:, :real_dim] = rng.normal(size=(num_real, real_dim))
+    y_real = (x_real[:, :real_dim] @ w_true + 0.5 * rng.normal(size=num_real) > 0).astype(np.int64)
+    idx = np.flatnonzero(included)
+    x_can = np.zeros((idx.size, dim), dtype=np.float32)
+    x_can[np.arange(idx.size), real_dim + idx] = (
+        10.0 * max_grad_norm
+    )  # norm > C: clipped to exactly C
+    x = torch.from_numpy(np.concatenate([x_real, x_can]))
+    y = torch.from_numpy(np.concatenate([y_real, np.full(idx.size, 2, dtype=np.int64)]))
+    return TensorDataset(x, y)
+
+
+def _train_private(
+    model: nn.Linear,
+    opt: torch.optim.Optimizer,
+    data: TensorDataset,
+    config: DPConfig,
+    tamper: Callable[[Any], None] | None,
+    details: dict[str, Any],
+) -> torch.Tensor:
+    """Train through :func:`make_private` for ``config.steps`` steps; the trained weight."""
+    from safeguard.privacy._opacus import make_private
+
+    assert config.steps is not None and config.batch_size is not None
+    run = make_private(
+        model=model,
+        optimizer=opt,
+        data_loader=DataLoader(data, batch_size=config.batch_size),
+        config=config,
+        loss_fn=_canary_loss,
+    )
+    if tamper is not None:
+        tamper(run)
+    taken = 0
+    while taken < config.steps:
+        for batch in run.data_loader:
+            run.train_step(list(batch), loss_fn=_canary_loss)
+            taken += 1
+            if taken >= config.steps:
+                break
+    details["ledger_steps"] = run.ledger.steps()
+    return run.model._module.weight if hasattr(run.model, "_module") else model.weight
+
+
+def _train_plain(
+    model: nn.Linear,
+    opt: torch.optim.Optimizer,
+    data: TensorDataset,
+    batch_size: int,
+    steps: int,
+    seed: int,
+) -> torch.Tensor:
+    """The same training with plain SGD (Poisson batches, no clipping, no noise)."""
+    x, y = data.tensors
+    n = x.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        take = torch.rand(n, generator=gen) < batch_size / n
+        if not bool(take.any()):
+            continue
+        loss = _canary_loss(model(x[take]), y[take]).sum() / batch_size
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.weight

@@ -147,6 +147,32 @@ def _sq_norms(ps: torch.Tensor, units: int) -> torch.Tensor:
     return torch.linalg.vector_norm(ps.reshape(units, -1), dim=1, dtype=dtype).square()
 
 
+def _clipped_sum(
+    u: _ParamUses,
+    coef: torch.Tensor,
+    units: int,
+    materialised: torch.Tensor | None,
+    transposed: bool,
+) -> torch.Tensor:
+    """Σ_i c_i G_i for one parameter, from its materialised per-unit gradients or its factors."""
+    p = u.param
+    if materialised is not None:
+        ps = materialised
+        total = coef.to(ps.dtype) @ ps.reshape(units, -1)
+        if transposed:
+            total = total.view(p.shape[1], p.shape[0]).T.contiguous()
+        return total.view_as(p).to(p.dtype)
+    total = torch.zeros_like(p)
+    for f in u.matrices:
+        cols = f.cols * coef.to(f.cols.dtype).view(-1, 1, 1)
+        if f.onehot_rows:
+            total.index_add_(0, f.rows.reshape(-1), cols.reshape(-1, cols.shape[-1]).to(p.dtype))
+        else:
+            rows = f.rows.reshape(-1, f.rows.shape[-1])
+            total += (rows.T @ cols.reshape(-1, cols.shape[-1])).to(p.dtype)
+    return total
+
+
 def _regroup(x: torch.Tensor, groups: torch.Tensor, units: int) -> torch.Tensor:
     """(B, T, ...) -> (U, K·T, ...): each unit's examples' tokens side by side, zero-padded."""
     counts = torch.bincount(groups, minlength=units)
@@ -349,25 +375,7 @@ class BookKeepingModule(nn.Module):
                 "or train_step (they pass the batch's user ids on)"
             )
         if groups is not None:
-            if groups.shape[0] != batch:
-                raise ConfigError(
-                    f"per-user clipping: {groups.shape[0]} user ids for a batch of {batch} examples"
-                )
-            groups = groups.to(self._trainable[0].device).long()
-            units = int(groups.max()) + 1 if groups.numel() else 0
-            for u in uses.values():
-                u.matrices = [
-                    _Factor(
-                        _regroup(f.rows, groups, units),
-                        _regroup(f.cols, groups, units),
-                        f.onehot_rows,
-                        f.num_rows,
-                    )
-                    for f in u.matrices
-                ]
-                u.vectors = [
-                    v.new_zeros((units, *v.shape[1:])).index_add_(0, groups, v) for v in u.vectors
-                ]
+            units = self._group_by_unit(uses, groups, batch)
         ref = self._trainable[0]
         sq = torch.zeros(
             units, dtype=torch.promote_types(ref.dtype, torch.float32), device=ref.device
@@ -404,25 +412,32 @@ class BookKeepingModule(nn.Module):
         self.last_norms = norms.detach()
         coef = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * scale
         for key, u in uses.items():
+            total = _clipped_sum(u, coef, units, materialised.get(key), key in transposed)
             p = u.param
-            if key in materialised:
-                ps = materialised[key]
-                total = coef.to(ps.dtype) @ ps.reshape(units, -1)
-                if key in transposed:
-                    total = total.view(p.shape[1], p.shape[0]).T.contiguous()
-                total = total.view_as(p).to(p.dtype)
-            else:
-                total = torch.zeros_like(p)
-                for f in u.matrices:
-                    cols = f.cols * coef.to(f.cols.dtype).view(-1, 1, 1)
-                    if f.onehot_rows:
-                        total.index_add_(
-                            0, f.rows.reshape(-1), cols.reshape(-1, cols.shape[-1]).to(p.dtype)
-                        )
-                    else:
-                        rows = f.rows.reshape(-1, f.rows.shape[-1])
-                        total += (rows.T @ cols.reshape(-1, cols.shape[-1])).to(p.dtype)
             p.grad = total if p.grad is None else p.grad.add_(total)
+
+    def _group_by_unit(self, uses: dict[int, _ParamUses], groups: torch.Tensor, batch: int) -> int:
+        """Sum each user's factors and vectors into one unit; the number of units."""
+        if groups.shape[0] != batch:
+            raise ConfigError(
+                f"per-user clipping: {groups.shape[0]} user ids for a batch of {batch} examples"
+            )
+        groups = groups.to(self._trainable[0].device).long()
+        units = int(groups.max()) + 1 if groups.numel() else 0
+        for u in uses.values():
+            u.matrices = [
+                _Factor(
+                    _regroup(f.rows, groups, units),
+                    _regroup(f.cols, groups, units),
+                    f.onehot_rows,
+                    f.num_rows,
+                )
+                for f in u.matrices
+            ]
+            u.vectors = [
+                v.new_zeros((units, *v.shape[1:])).index_add_(0, groups, v) for v in u.vectors
+            ]
+        return units
 
     def _to_materialise(self, uses: dict[int, _ParamUses], units: int) -> set[int]:
         """Weights whose per-unit gradients are materialised rather than ghost-normed.
