@@ -38,6 +38,12 @@ exit codes (no information is lost: every result is in the output whatever the c
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _add_keygen(sub)
+    _add_generate(sub)
+    _add_detect(sub)
+
+
+def _add_keygen(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keygen", help="create a watermark key (JSON, mode 0600)")
     p.add_argument("--scheme", default=None, help="gumbel (default), exp or exp-edit")
     p.add_argument(
@@ -55,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing key file")
     p.set_defaults(func=cmd_keygen)
 
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="watermarked generation with a local model folder")
     p.add_argument("--model", required=True, help="folder saved with save_pretrained")
     p.add_argument("--key", required=True, help="key file from `safeguard keygen`")
@@ -93,6 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_generate)
 
+
+def _add_detect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "detect",
         help="detect watermarks in a JSONL file (exit 1 if any text is flagged)",
@@ -399,21 +409,9 @@ def _warn_unbound(key: Any, flag: str) -> None:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from safeguard._files import read_jsonl
-    from safeguard.watermark import Watermarker, normalize_text
-    from safeguard.watermark.batch import detect_records
-    from safeguard.watermark.tokenizer import encode_record, load_tokenizer
+    from safeguard.watermark.tokenizer import load_tokenizer
 
-    if args.fpr is None:
-        args.fpr = 1e-3
-        if args.policy:
-            from safeguard.policy import load_policy
-
-            section = load_policy(args.policy).watermark
-            if section is not None:
-                args.fpr = section.false_positive_rate
-    if not 0 < args.fpr < 1:
-        raise ConfigError(f"--fpr (={args.fpr}) must be in (0, 1); typical values are 1e-2 to 1e-6")
+    args.fpr = _detect_fpr(args)
     keys = _load_keys(args.key)
     tokenizer = load_tokenizer(args.tokenizer)
     for key in keys:
@@ -422,18 +420,49 @@ def cmd_detect(args: argparse.Namespace) -> int:
     options = {} if args.resolution is None else {"resolution": args.resolution}
     localize = getattr(args, "localize", False)
     if localize:
-        if len(keys) != 1 or keys[0].scheme != "gumbel":
-            raise ConfigError(
-                "--localize needs exactly one key of the gumbel scheme; got "
-                + ", ".join(f"{k.key_id} ({k.scheme})" for k in keys)
-            )
-        if getattr(args, "engine", "local") == "ray":
-            raise ConfigError("--localize runs on the local engine; drop --engine ray")
-        if args.min_window < 1:
-            raise ConfigError(f"--min-window (={args.min_window}) must be >= 1; typical: 16-64")
+        _check_localize(args, keys)
     if getattr(args, "engine", "local") == "ray":
-        return _detect_ray(args, keys, tokenizer, options)
-    clean = (lambda t: t) if getattr(args, "no_normalize", False) else normalize_text
+        counts = _detect_ray(args, keys, tokenizer, options)
+    else:
+        counts = _detect_local(args, keys, tokenizer, options, localize)
+    return _summarize(counts, args.fpr, "with watermarked spans" if localize else "flagged")
+
+
+def _detect_fpr(args: argparse.Namespace) -> float:
+    """``--fpr``, else the ``--policy``'s rate, else 1e-3; refused outside (0, 1)."""
+    fpr = args.fpr
+    if fpr is None:
+        fpr = 1e-3
+        if args.policy:
+            from safeguard.policy import load_policy
+
+            section = load_policy(args.policy).watermark
+            if section is not None:
+                fpr = section.false_positive_rate
+    if not 0 < fpr < 1:
+        raise ConfigError(f"--fpr (={fpr}) must be in (0, 1); typical values are 1e-2 to 1e-6")
+    return fpr
+
+
+def _check_localize(args: argparse.Namespace, keys: list[Any]) -> None:
+    """``--localize`` needs one gumbel key, the local engine and a positive window."""
+    if len(keys) != 1 or keys[0].scheme != "gumbel":
+        raise ConfigError(
+            "--localize needs exactly one key of the gumbel scheme; got "
+            + ", ".join(f"{k.key_id} ({k.scheme})" for k in keys)
+        )
+    if getattr(args, "engine", "local") == "ray":
+        raise ConfigError("--localize runs on the local engine; drop --engine ray")
+    if args.min_window < 1:
+        raise ConfigError(f"--min-window (={args.min_window}) must be >= 1; typical: 16-64")
+
+
+def _detect_local(
+    args: argparse.Namespace, keys: list[Any], tokenizer: Any, options: dict, localize: bool
+) -> Any:
+    """``safeguard detect`` in-process: :func:`safeguard.watermark.batch.detect_jsonl`."""
+    from safeguard.watermark.batch import detect_jsonl
+
     # Bytes, line by line: a line that is not UTF-8 or JSON gets an error result, not a crash.
     from_stdin = args.input == "-"
     try:
@@ -441,98 +470,46 @@ def cmd_detect(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise DataError(f"cannot read {args.input!r}: {exc.strerror}") from None
     sink = _open_out(args.out)
-    counters = {"flagged": 0, "errors": 0, "total": 0, "short": 0}
-    single = Watermarker(keys[0]) if len(keys) == 1 else None
-    vocab = len(tokenizer)
-
-    def flush(pending: list[tuple[int, list[int], list[int] | None]]) -> None:
-        outcomes = detect_records(
-            keys,
-            [(ids, prompt_ids) for _, ids, prompt_ids in pending],
-            false_positive_rate=args.fpr,
-            vocab_size=vocab,
-            options=options,
-            watermarker=single,
-        )
-        for (n, ids, prompt_ids), outcome in zip(pending, outcomes, strict=True):
-            if outcome.error is not None:
-                counters["errors"] += 1
-                sink.write(json.dumps({"line": n, "error": outcome.error}) + "\n")
-                continue
-            payload, hit = outcome.payload, outcome.flagged
-            if localize and single is not None:
-                payload, hit = _with_spans(single, tokenizer, ids, prompt_ids, payload, args)
-            counters["flagged"] += bool(hit)
-            counters["short"] += outcome.too_short
-            sink.write(json.dumps({"line": n, **payload}) + "\n")
-        pending.clear()
-
-    pending: list[tuple[int, list[int], list[int] | None]] = []
     try:
-        for n, record, reason, _ in read_jsonl(source):
-            counters["total"] += 1
-            if reason is None:
-                try:
-                    ids, prompt_ids = encode_record(
-                        record,
-                        tokenizer,
-                        field=args.field,
-                        prompt_field=args.prompt_field,
-                        clean=clean,
-                    )
-                except DataError as exc:
-                    reason = str(exc)
-            if reason is not None:
-                flush(pending)  # keep output in input order
-                counters["errors"] += 1
-                sink.write(json.dumps({"line": n, "error": reason}) + "\n")
-                continue
-            pending.append((n, ids, prompt_ids))
-            if len(pending) >= BATCH:
-                flush(pending)
-        flush(pending)
+        return detect_jsonl(
+            source,
+            sink,
+            keys=keys,
+            tokenizer=tokenizer,
+            field=args.field,
+            prompt_field=args.prompt_field,
+            false_positive_rate=args.fpr,
+            options=options,
+            normalize=not getattr(args, "no_normalize", False),
+            batch_size=BATCH,
+            localize_min_window=args.min_window if localize else None,
+        )
     finally:
         if not from_stdin:
             source.close()
         if sink is not sys.stdout:
             sink.close()
-    flagged, errors, total = counters["flagged"], counters["errors"], counters["total"]
-    what = "with watermarked spans" if localize else "flagged"
-    short = counters["short"]
+
+
+def _summarize(counts: Any, fpr: float, what: str) -> int:
+    """The summary line on stderr, and the exit code: 2 if a line failed, 1 if one is flagged."""
     sys.stderr.write(
-        f"safeguard detect: {_plural(total, 'record')}, {flagged} {what} at fpr={args.fpr:g}, "
-        + (f"{short} too short to test (verdict in each line), " if short else "")
-        + f"{errors} could not be processed\n"
+        f"safeguard detect: {_plural(counts.total, 'record')}, {counts.flagged} {what} at "
+        f"fpr={fpr:g}, "
+        + (
+            f"{counts.too_short} too short to test (verdict in each line), "
+            if counts.too_short
+            else ""
+        )
+        + f"{counts.errors} could not be processed\n"
     )
-    if errors:
+    if counts.errors:
         return 2
-    return 1 if flagged else 0
+    return 1 if counts.flagged else 0
 
 
-def _with_spans(
-    wm: Any,
-    tokenizer: Any,
-    ids: list[int],
-    prompt_ids: list[int] | None,
-    payload: dict[str, Any],
-    args: argparse.Namespace,
-) -> tuple[dict[str, Any], bool]:
-    """Add ``localization`` (spans with their text) to a record's detection payload."""
-    res = wm.localize(
-        ids,
-        prompt_ids=prompt_ids,
-        false_positive_rate=args.fpr,
-        min_window=args.min_window,
-        vocab_size=len(tokenizer),
-    )
-    located = res.to_dict()
-    for span in located["spans"]:
-        span["text"] = tokenizer.decode(ids[span["start"] : span["end"]])
-    return {**payload, "localization": located}, res.is_watermarked
-
-
-def _detect_ray(args: argparse.Namespace, keys: list[Any], tokenizer: Any, options: dict) -> int:
-    """``safeguard detect --engine ray``: the same output and exit codes on Ray Data."""
+def _detect_ray(args: argparse.Namespace, keys: list[Any], tokenizer: Any, options: dict) -> Any:
+    """``safeguard detect --engine ray``: the same output and counts on Ray Data."""
     from safeguard.scale.ray_engine import detect_file
 
     if args.input == "-":
@@ -554,16 +531,4 @@ def _detect_ray(args: argparse.Namespace, keys: list[Any], tokenizer: Any, optio
     finally:
         if sink is not sys.stdout:
             sink.close()
-    sys.stderr.write(
-        f"safeguard detect: {_plural(counts.total, 'record')}, {counts.flagged} flagged at "
-        f"fpr={args.fpr:g}, "
-        + (
-            f"{counts.too_short} too short to test (verdict in each line), "
-            if counts.too_short
-            else ""
-        )
-        + f"{counts.errors} could not be processed\n"
-    )
-    if counts.errors:
-        return 2
-    return 1 if counts.flagged else 0
+    return counts
