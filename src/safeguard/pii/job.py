@@ -27,8 +27,11 @@ __all__ = [
     "REPORT_SCHEMA",
     "ScrubJob",
     "ScrubReport",
+    "atomic_write_text",
     "config_digest",
     "detect_format",
+    "key_id",
+    "now",
     "sha256_file",
 ]
 

@@ -30,10 +30,12 @@ from safeguard.pii.types import Scrubber
 
 __all__ = [
     "RAW_LIMIT",
+    "FirstBatchRefused",
     "Format",
     "Outcome",
     "Quarantine",
     "RecordWriter",
+    "ScrubTexts",
     "Sink",
     "Tally",
     "Unit",
@@ -44,6 +46,7 @@ __all__ = [
     "jsonl_units",
     "parquet_units",
     "parse_pending",
+    "quarantine_entry",
     "scrub_texts",
     "scrub_units",
 ]

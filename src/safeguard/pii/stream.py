@@ -57,7 +57,14 @@ from safeguard.pii.records import (
 )
 from safeguard.pii.types import Scrubber
 
-__all__ = ["REPORT_SCHEMA", "ScrubReport", "detect_format", "scrub_file", "sha256_file"]
+__all__ = [
+    "REPORT_SCHEMA",
+    "ScrubReport",
+    "detect_format",
+    "run_local",
+    "scrub_file",
+    "sha256_file",
+]
 
 log = logging.getLogger(__name__)
 
