@@ -9,10 +9,9 @@ with the word-level tokenizer and keys of the service's test world (no model).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
-import sys
+import runpy
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,9 @@ FPR = 1e-3
 
 
 def _world_module():
-    name = "safeguard_tests_serve_world"  # the name the serve tests' conftest loads it under
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "serve" / "world.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    # The serve tests' own loader, so that both folders share one module object.
+    conftest = Path(__file__).parents[1] / "serve" / "conftest.py"
+    return runpy.run_path(str(conftest))["_load_world_module"]()
 
 
 @pytest.fixture(scope="module")
