@@ -164,24 +164,30 @@ class Walker:
         elif m.kind == "scrub":
             self._from_scrub(m)
 
+    def _follow(
+        self, link: str, sha: str, kind: str, *, what: str, role: str, missing: str
+    ) -> None:
+        """Link to the ``kind`` manifest whose subject is ``sha`` and walk on from it, or add a
+        failed ``link`` saying what is ``missing``."""
+        target = self.find(sha, kind)
+        if target is None:
+            self.link(link, False, missing)
+            return
+        self.link(link, True, _is_of(what, role, target))
+        self.walk(target)
+
     def _from_generation(self, m: Manifest) -> None:
         model = m.statement.predicate["model"]
         sha = model["digest"]["sha256"]
-        target = self.find(sha, "training")
-        if target is None:
-            self.link(
-                "generation -> training",
-                False,
-                f"no training manifest has the generation's model {model.get('name', '')!r} "
-                f"({short_digest(sha)}) as its subject",
-            )
-            return
-        self.link(
+        self._follow(
             "generation -> training",
-            True,
-            f"model {short_digest(sha)} is the subject of {manifest_label(target)}",
+            sha,
+            "training",
+            what=f"model {short_digest(sha)}",
+            role="subject",
+            missing=f"no training manifest has the generation's model {model.get('name', '')!r} "
+            f"({short_digest(sha)}) as its subject",
         )
-        self.walk(target)
 
     def _from_training(self, m: Manifest) -> None:
         datasets = _deps(m, "dataset")
@@ -192,53 +198,49 @@ class Walker:
                 "the training run lists no dataset in resolvedDependencies",
             )
         for dep in datasets:
-            sha = dep["digest"]["sha256"]
-            name = dep.get("name") or dep.get("uri") or short_digest(sha)
+            sha, name = _sha_and_name(dep)
             records = self.find(sha, "dataset")
             if records is not None:  # optional: the training data's own Merkle root
-                pred = records.statement.predicate
+                what = f"dataset {name!r} {short_digest(sha)}"
                 self.link(
-                    "training -> training-data manifest",
-                    True,
-                    f"dataset {name!r} {short_digest(sha)} is the subject of "
-                    f"{manifest_label(records)} (Merkle root {pred['merkle']['root'][:12]}..., "
-                    f"{pred['record_count']} records)",
+                    "training -> training-data manifest", True, _is_of(what, "subject", records)
                 )
                 self.visit(records)
-            target = self.find(sha, "scrub")
-            if target is None:
-                self.link(
-                    "training -> scrub",
-                    False,
-                    f"no scrub manifest has the training dataset {name!r} ({short_digest(sha)}) "
-                    "among its subjects: the data was not scrubbed, or its manifest is missing",
-                )
-                continue
-            self.link(
+            self._follow(
                 "training -> scrub",
-                True,
-                f"dataset {name!r} {short_digest(sha)} is the output of {manifest_label(target)}",
+                sha,
+                "scrub",
+                what=f"dataset {name!r} {short_digest(sha)}",
+                role="output",
+                missing=f"no scrub manifest has the training dataset {name!r} ({short_digest(sha)}) "
+                "among its subjects: the data was not scrubbed, or its manifest is missing",
             )
-            self.walk(target)
 
     def _from_scrub(self, m: Manifest) -> None:
         for item in m.statement.predicate["inputs"]:
-            sha = item["digest"]["sha256"]
-            name = item.get("name") or item.get("uri") or short_digest(sha)
-            target = self.find(sha, "dataset")
-            if target is None:
-                self.link(
-                    "scrub -> raw dataset",
-                    False,
-                    f"no dataset manifest has the scrub input {name!r} ({short_digest(sha)}) as "
-                    "its subject",
-                )
-                continue
-            pred = target.statement.predicate
-            self.link(
+            sha, name = _sha_and_name(item)
+            self._follow(
                 "scrub -> raw dataset",
-                True,
-                f"input {name!r} {short_digest(sha)} is the subject of {manifest_label(target)} "
-                f"(Merkle root {pred['merkle']['root'][:12]}..., {pred['record_count']} records)",
+                sha,
+                "dataset",
+                what=f"input {name!r} {short_digest(sha)}",
+                role="subject",
+                missing=f"no dataset manifest has the scrub input {name!r} ({short_digest(sha)}) "
+                "as its subject",
             )
-            self.walk(target)
+
+
+def _sha_and_name(resource: dict[str, Any]) -> tuple[str, str]:
+    """A resource's sha256 and its name (or URI, or short digest) for messages."""
+    sha = resource["digest"]["sha256"]
+    return sha, resource.get("name") or resource.get("uri") or short_digest(sha)
+
+
+def _is_of(what: str, role: str, target: Manifest) -> str:
+    """``<what> is the <role> of <target's label>``; a dataset manifest adds its Merkle root
+    and record count."""
+    text = f"{what} is the {role} of {manifest_label(target)}"
+    if target.kind == "dataset":
+        pred = target.statement.predicate
+        text += f" (Merkle root {pred['merkle']['root'][:12]}..., {pred['record_count']} records)"
+    return text
