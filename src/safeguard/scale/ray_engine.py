@@ -20,14 +20,12 @@ import functools
 import heapq
 import io
 import itertools
-import json
 import logging
 import pickle
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,9 +43,21 @@ from safeguard.pii.records import (
 )
 from safeguard.pii.types import Scrubber
 
+if TYPE_CHECKING:
+    from safeguard.watermark.batch import DetectCounts
+
 __all__ = ["DetectCounts", "detect_file", "init_ray", "run_job", "scrub_file"]
 
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    # DetectCounts is watermark's (imported when asked for: scrubbing needs no watermark code).
+    if name == "DetectCounts":
+        from safeguard.watermark.batch import DetectCounts
+
+        return DetectCounts
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def init_ray(num_cpus: int | None = None) -> Any:
@@ -149,16 +159,6 @@ def _run_worker(
 # ============================================================================ detection
 
 
-@dataclass
-class DetectCounts:
-    """What a detection run did: records read, flagged and not processable."""
-
-    total: int = 0
-    flagged: int = 0
-    errors: int = 0
-    too_short: int = 0
-
-
 def _split_for_detect(row: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
     """One input file -> one unit per row, or per ``\n``-ended line of bytes (JSONL, as the
     in-process reader splits; each line is decoded on its own by the worker)."""
@@ -173,85 +173,29 @@ def _split_for_detect(row: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
 
 
 class _DetectWorker:
-    """Parse, tokenize and detect a batch of units exactly as ``safeguard detect`` does."""
+    """Parse, tokenize and detect a batch of units exactly as ``safeguard detect`` does: the
+    lines go through :func:`safeguard.watermark.batch.detect_lines`, the local engine's loop."""
 
-    def __init__(
-        self,
-        keys: Sequence[Any],
-        tokenizer: Any,
-        field: str,
-        prompt_field: str | None,
-        fpr: float,
-        options: dict[str, Any],
-        normalize: bool = True,
-    ) -> None:
-        from safeguard.watermark import Watermarker, normalize_text
-
-        self.keys = list(keys)
-        self.tokenizer = tokenizer
-        self.field = field
-        self.prompt_field = prompt_field
-        self.fpr = fpr
-        self.options = options
-        self.clean = normalize_text if normalize else (lambda t: t)
-        self.single = Watermarker(self.keys[0]) if len(self.keys) == 1 else None
-        self.vocab = len(tokenizer)
-
-    def _parse(self, body: bytes, first: bool) -> tuple[list[int], list[int] | None]:
-        from safeguard.watermark.tokenizer import encode_record
-
-        record, reason = parse_jsonl_line(body, first=first)
-        if reason is not None:
-            raise DataError(reason)
-        return encode_record(
-            record,
-            self.tokenizer,
-            field=self.field,
-            prompt_field=self.prompt_field,
-            clean=self.clean,
-        )
+    def __init__(self, **detect: Any) -> None:
+        self.detect = detect  # keys, tokenizer, field, prompt_field, fpr, options, normalize
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from safeguard.watermark.batch import detect_records
+        from safeguard.watermark.batch import detect_lines
 
         positions = [int(p) for p in batch["pos"]]
-        out = [""] * len(positions)  # "" marks a blank line: nothing written
-        flag = np.zeros(len(positions), dtype=np.int8)
-        err = np.zeros(len(positions), dtype=np.int8)
-        short = np.zeros(len(positions), dtype=np.int8)
-        pending: list[tuple[int, list[int], list[int] | None]] = []
-        for i, (pos, raw) in enumerate(zip(positions, batch["raw"], strict=True)):
+        lines = []
+        for pos, raw in zip(positions, batch["raw"], strict=True):
             body = bytes(raw).rstrip(b"\r\n")
-            if not body.strip():
-                continue
-            n = pos + 1
-            try:
-                ids, prompt_ids = self._parse(body, first=pos == 0)
-            except DataError as exc:
-                out[i], err[i] = json.dumps({"line": n, "error": str(exc)}), 1
-                continue
-            pending.append((i, ids, prompt_ids))
-        outcomes = detect_records(
-            self.keys,
-            [(ids, prompt_ids) for _, ids, prompt_ids in pending],
-            false_positive_rate=self.fpr,
-            vocab_size=self.vocab,
-            options=self.options,
-            watermarker=self.single,
-        )
-        for (i, _, _), outcome in zip(pending, outcomes, strict=True):
-            n = positions[i] + 1
-            if outcome.error is not None:
-                out[i], err[i] = json.dumps({"line": n, "error": outcome.error}), 1
-                continue
-            out[i] = json.dumps({"line": n, **(outcome.payload or {})})
-            flag[i], short[i] = int(outcome.flagged), int(outcome.too_short)
+            if body.strip():  # a blank line has no result line
+                record, reason = parse_jsonl_line(body, first=pos == 0)
+                lines.append((pos + 1, record, reason))
+        found = {
+            outcome.line - 1: pickle.dumps(outcome)
+            for outcome in detect_lines(lines, batch_size=max(1, len(lines)), **self.detect)
+        }
         return {
             "pos": np.asarray(positions, dtype=np.int64),
-            "out": np.asarray(out, dtype=object),
-            "flag": flag,
-            "err": err,
-            "short": short,
+            "out": np.asarray([found.get(p, b"") for p in positions], dtype=object),
         }
 
 
@@ -293,6 +237,8 @@ def detect_file(
     Returns:
         The counts for the summary and the exit code.
     """
+    from safeguard.watermark.batch import DetectCounts
+
     if not keys:
         raise DataError("`keys` is empty; pass at least one watermark key")
     if batch_size < 1:
@@ -305,7 +251,7 @@ def detect_file(
         "tokenizer": tokenizer,
         "field": field,
         "prompt_field": prompt_field,
-        "fpr": false_positive_rate,
+        "false_positive_rate": false_positive_rate,
         "options": dict(options or {}),
         "normalize": normalize,
     }
@@ -314,14 +260,10 @@ def detect_file(
     )
     counts = DetectCounts()
     for row in _quiet_rows(ds):
-        line = str(row["out"])
-        if not line:
-            continue
-        counts.total += 1
-        counts.flagged += int(row["flag"])
-        counts.errors += int(row["err"])
-        counts.too_short += int(row["short"])
-        sink.write(line + "\n")
+        if blob := bytes(row["out"]):
+            outcome = pickle.loads(blob)
+            sink.write(outcome.json + "\n")
+            counts.add(outcome)
     return counts
 
 
