@@ -10,24 +10,14 @@ shift), batches as users write them, and Opacus samplers for transformers' ``Con
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from safeguard.errors import DataError, missing_dependency
+import torch
+from opacus.grad_sample import GradSampleModule
+from torch import nn
 
-try:
-    import torch
-    from torch import nn
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise missing_dependency("torch", "dp") from exc
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    try:
-        from opacus.grad_sample import GradSampleModule
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise missing_dependency("opacus", "dp") from exc
+from safeguard.errors import DataError
 
 __all__ = ["IGNORE_INDEX", "per_example_loss"]
 

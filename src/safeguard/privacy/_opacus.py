@@ -23,6 +23,25 @@ from safeguard.errors import (
     DataError,
     missing_dependency,
 )
+
+# The frameworks first: without the `dp` extra, make_private names it (the adapter modules
+# imported below load torch and opacus themselves).
+try:
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, IterableDataset
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise missing_dependency("torch", "dp") from exc
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    try:
+        from opacus.accountants import create_accountant
+        from opacus.grad_sample.utils import prepare_module
+        from opacus.optimizers import DPOptimizer, get_optimizer_class
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise missing_dependency("opacus", "dp") from exc
+
 from safeguard.privacy._bk import BookKeepingModule, bk_unsupported_layers
 from safeguard.privacy._guards import _attach_guards
 
@@ -53,22 +72,6 @@ from safeguard.privacy._training import (
 from safeguard.privacy.config import DPConfig
 from safeguard.privacy.ledger import BudgetLedger
 from safeguard.privacy.plan import DPPlan
-
-try:
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader, IterableDataset
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise missing_dependency("torch", "dp") from exc
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    try:
-        from opacus.accountants import create_accountant
-        from opacus.grad_sample.utils import prepare_module
-        from opacus.optimizers import DPOptimizer, get_optimizer_class
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise missing_dependency("opacus", "dp") from exc
 
 __all__ = ["PrivateTraining", "make_private", "per_example_loss"]
 

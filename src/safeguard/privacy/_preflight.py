@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from safeguard.errors import PrivacyError, missing_dependency
+import torch
+from opacus.validators import ModuleValidator
+from torch import nn
+from torch.utils.data import DataLoader
+
+from safeguard.errors import PrivacyError
 from safeguard.privacy._bk import BookKeepingModule
 from safeguard.privacy._hf import IGNORE_INDEX, _base_hf_model, _batch_len, _slice, _unwrap
-from safeguard.privacy._sampling import _dropping_collate
-
-try:
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise missing_dependency("torch", "dp") from exc
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    try:
-        from opacus.validators import ModuleValidator
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise missing_dependency("opacus", "dp") from exc
+from safeguard.privacy._sampling import _user_collate
 
 if TYPE_CHECKING:
     from safeguard.privacy._training import PrivateTraining
@@ -99,7 +89,7 @@ def run_preflight(
     gen = torch.Generator().manual_seed(12345)
     probe = None
     collate = (
-        _dropping_collate(data_loader.collate_fn, config.group_by)
+        _user_collate(data_loader.collate_fn, config.group_by)
         if config.group_by
         else data_loader.collate_fn
     )

@@ -9,27 +9,17 @@ configured for a reproducibility experiment.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+
+import torch
+from opacus.data_loader import DPDataLoader, wrap_collate_with_empty
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
 
 from safeguard.errors import ConfigError, DataError, missing_dependency
 from safeguard.privacy.config import DPConfig
 from safeguard.privacy.plan import DPPlan
-
-try:
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader, Sampler
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise missing_dependency("torch", "dp") from exc
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    try:
-        from opacus.data_loader import DPDataLoader, wrap_collate_with_empty
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise missing_dependency("opacus", "dp") from exc
 
 __all__ = ["UserPoissonSampler"]
 
@@ -95,49 +85,40 @@ def _group_ids(dataset: Any, group_by: str) -> list[Any]:
                 f"`group_by` (={group_by!r}): example {i} has no such field; every example must carry "
                 "the user (patient) id under that key"
             )
-        value = item[group_by]
-        out.append(value.item() if isinstance(value, torch.Tensor) else value)
+        out.append(_user_key(item[group_by]))
     return out
 
 
-def _grouping_collate(
-    collate: Callable[[list[Any]], Any] | None, group_by: str
+def _user_key(value: Any) -> Any:
+    """A user id as a hashable value (a 0-d tensor becomes its number)."""
+    return value.item() if isinstance(value, torch.Tensor) else value
+
+
+def _user_collate(
+    collate: Callable[[list[Any]], Any] | None, group_by: str, *, user_indices: bool = False
 ) -> Callable[[list[Any]], Any]:
-    """Collate that replaces the user ids by per-batch user indices (0..users−1) under ``group_by``."""
+    """Collate without the user ids under ``group_by``.
+
+    With ``user_indices``, they come back under ``group_by`` as per-batch user indices
+    (0..users−1), which sum a user's examples before clipping.
+    """
     from torch.utils.data import default_collate
 
     inner = collate or default_collate
 
     def collate_fn(items: list[Any]) -> Any:
-        keys = []
-        cleaned = []
-        for it in items:
-            value = it[group_by]
-            keys.append(value.item() if isinstance(value, torch.Tensor) else value)
-            cleaned.append({k: v for k, v in it.items() if k != group_by})
-        index: dict[Any, int] = {}
-        out = inner(cleaned)
-        out[group_by] = torch.tensor(
-            [index.setdefault(k, len(index)) for k in keys], dtype=torch.long
-        )
-        return out
-
-    return collate_fn
-
-
-def _dropping_collate(
-    collate: Callable[[list[Any]], Any] | None, drop: str
-) -> Callable[[list[Any]], Any]:
-    from torch.utils.data import default_collate
-
-    inner = collate or default_collate
-
-    def collate_fn(items: list[Any]) -> Any:
+        keys = [_user_key(it[group_by]) for it in items] if user_indices else []
         cleaned = [
-            {k: v for k, v in it.items() if k != drop} if isinstance(it, Mapping) else it
+            {k: v for k, v in it.items() if k != group_by} if isinstance(it, Mapping) else it
             for it in items
         ]
-        return inner(cleaned)
+        out = inner(cleaned)
+        if user_indices:
+            index: dict[Any, int] = {}
+            out[group_by] = torch.tensor(
+                [index.setdefault(k, len(index)) for k in keys], dtype=torch.long
+            )
+        return out
 
     return collate_fn
 
@@ -208,10 +189,11 @@ def _prepare_data_loader(
             generator=generator,
             per_user=config.max_examples_per_user,
         )
-        if config.max_examples_per_user > 1:
-            first = _grouping_collate(data_loader.collate_fn, config.group_by or "")
-        else:
-            first = _dropping_collate(data_loader.collate_fn, config.group_by or "")
+        first = _user_collate(
+            data_loader.collate_fn,
+            config.group_by or "",
+            user_indices=config.max_examples_per_user > 1,
+        )
         return DataLoader(
             dataset,
             batch_sampler=sampler,

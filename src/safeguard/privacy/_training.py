@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from opacus.optimizers import DPOptimizer
+from opacus.utils.batch_memory_manager import BatchMemoryManager
+from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+from torch import nn
+from torch.utils.data import DataLoader
 
-from safeguard.errors import DataError, VerificationError, missing_dependency
+from safeguard.errors import DataError, VerificationError
 from safeguard.privacy._bk import BookKeepingModule
 from safeguard.privacy._hf import (
     _base_hf_model,
@@ -30,22 +35,6 @@ from safeguard.privacy._hf import (
 )
 from safeguard.privacy.config import DPConfig
 from safeguard.privacy.ledger import BudgetLedger
-
-try:
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise missing_dependency("torch", "dp") from exc
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    try:
-        from opacus.optimizers import DPOptimizer
-        from opacus.utils.batch_memory_manager import BatchMemoryManager
-        from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise missing_dependency("opacus", "dp") from exc
 
 __all__ = ["PrivateTraining", "save_private"]
 
