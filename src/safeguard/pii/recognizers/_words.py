@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 
+from safeguard.pii.recognizers.lexicon import NAME_STOPWORDS, NER_PERSON_STOPWORDS
 from safeguard.pii.recognizers.wordlists import word_list
 
 #: A word: letters (accented, Greek, Cyrillic too), inner apostrophes and hyphens; never
@@ -19,8 +20,6 @@ _DOSE = re.compile(
 
 @functools.cache
 def _blocked() -> frozenset[str]:
-    from safeguard.pii.recognizers.lexicon import NAME_STOPWORDS, NER_PERSON_STOPWORDS
-
     return (
         word_list("common_words")
         | word_list("stop_words")
@@ -35,8 +34,6 @@ def is_common(word: str) -> bool:
 
 @functools.cache
 def _hard_blocked() -> frozenset[str]:
-    from safeguard.pii.recognizers.lexicon import NAME_STOPWORDS, NER_PERSON_STOPWORDS
-
     return word_list("stop_words") | {w.lower() for w in NAME_STOPWORDS | NER_PERSON_STOPWORDS}
 
 

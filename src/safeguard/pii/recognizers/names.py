@@ -25,6 +25,7 @@ from safeguard.pii.recognizers._words import (
     shape,
     tokens,
 )
+from safeguard.pii.recognizers.lexicon import STREET_SUFFIXES
 from safeguard.pii.recognizers.wordlists import word_list
 from safeguard.pii.types import Candidate
 
@@ -119,10 +120,8 @@ def given_name_candidates(text: str) -> Iterator[Candidate]:
 
 @functools.cache
 def _not_surname_context() -> frozenset[str]:
-    from safeguard.pii.recognizers.lexicon import STREET_SUFFIXES as _STREET_SUFFIXES
-
     return (
-        frozenset(w.lower() for w in _STREET_SUFFIXES)
+        frozenset(w.lower() for w in STREET_SUFFIXES)
         | word_list("org_words")
         | word_list("facility_words")
         | word_list("cities")
