@@ -13,6 +13,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +178,14 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _open_out(path: str) -> Any:
-    return sys.stdout if path == "-" else open(path, "w", encoding="utf-8")
+@contextmanager
+def _output(path: str) -> Iterator[Any]:
+    """``--out``: the file (closed after), or stdout for ``-`` (left open)."""
+    if path == "-":
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8") as sink:
+        yield sink
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -327,8 +335,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.signing_key and not args.manifest:
         raise ConfigError("--signing-key is only used with --manifest")
     wm = Watermarker(key)
-    sink = _open_out(args.out)
-    try:
+    with _output(args.out) as sink:
         from tqdm.auto import tqdm
 
         for start in tqdm(
@@ -359,9 +366,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 if not args.no_watermark:
                     record.update({"key_id": key.key_id, "scheme": key.scheme})
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-    finally:
-        if sink is not sys.stdout:
-            sink.close()
     if args.manifest:
         _write_generation_manifest(args, key, prompts)
     return 0
@@ -417,14 +421,23 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for key in keys:
         key.check_tokenizer(tokenizer)
         _warn_unbound(key, "--tokenizer")
-    options = {} if args.resolution is None else {"resolution": args.resolution}
     localize = getattr(args, "localize", False)
     if localize:
         _check_localize(args, keys)
+    common = {  # what both engines take from the flags
+        "keys": keys,
+        "tokenizer": tokenizer,
+        "field": args.field,
+        "prompt_field": args.prompt_field,
+        "false_positive_rate": args.fpr,
+        "options": {} if args.resolution is None else {"resolution": args.resolution},
+        "batch_size": BATCH,
+        "normalize": not getattr(args, "no_normalize", False),
+    }
     if getattr(args, "engine", "local") == "ray":
-        counts = _detect_ray(args, keys, tokenizer, options)
+        counts = _detect_ray(args, common)
     else:
-        counts = _detect_local(args, keys, tokenizer, options, localize)
+        counts = _detect_local(args, common, localize)
     return _summarize(counts, args.fpr, "with watermarked spans" if localize else "flagged")
 
 
@@ -457,9 +470,7 @@ def _check_localize(args: argparse.Namespace, keys: list[Any]) -> None:
         raise ConfigError(f"--min-window (={args.min_window}) must be >= 1; typical: 16-64")
 
 
-def _detect_local(
-    args: argparse.Namespace, keys: list[Any], tokenizer: Any, options: dict, localize: bool
-) -> Any:
+def _detect_local(args: argparse.Namespace, common: dict[str, Any], localize: bool) -> Any:
     """``safeguard detect`` in-process: :func:`safeguard.watermark.batch.detect_jsonl`."""
     from safeguard.watermark.batch import detect_jsonl
 
@@ -469,26 +480,17 @@ def _detect_local(
         source = sys.stdin.buffer if from_stdin else open(args.input, "rb")  # noqa: SIM115
     except OSError as exc:
         raise DataError(f"cannot read {args.input!r}: {exc.strerror}") from None
-    sink = _open_out(args.out)
     try:
-        return detect_jsonl(
-            source,
-            sink,
-            keys=keys,
-            tokenizer=tokenizer,
-            field=args.field,
-            prompt_field=args.prompt_field,
-            false_positive_rate=args.fpr,
-            options=options,
-            normalize=not getattr(args, "no_normalize", False),
-            batch_size=BATCH,
-            localize_min_window=args.min_window if localize else None,
-        )
+        with _output(args.out) as sink:
+            return detect_jsonl(
+                source,
+                sink,
+                **common,
+                localize_min_window=args.min_window if localize else None,
+            )
     finally:
         if not from_stdin:
             source.close()
-        if sink is not sys.stdout:
-            sink.close()
 
 
 def _summarize(counts: Any, fpr: float, what: str) -> int:
@@ -508,27 +510,11 @@ def _summarize(counts: Any, fpr: float, what: str) -> int:
     return 1 if counts.flagged else 0
 
 
-def _detect_ray(args: argparse.Namespace, keys: list[Any], tokenizer: Any, options: dict) -> Any:
+def _detect_ray(args: argparse.Namespace, common: dict[str, Any]) -> Any:
     """``safeguard detect --engine ray``: the same output and counts on Ray Data."""
     from safeguard.scale.ray_engine import detect_file
 
     if args.input == "-":
         raise DataError("--engine ray reads a file (JSONL or Parquet), not stdin; pass a path")
-    sink = _open_out(args.out)
-    try:
-        counts = detect_file(
-            args.input,
-            sink,
-            keys=keys,
-            tokenizer=tokenizer,
-            field=args.field,
-            prompt_field=args.prompt_field,
-            false_positive_rate=args.fpr,
-            options=options,
-            batch_size=BATCH,
-            normalize=not getattr(args, "no_normalize", False),
-        )
-    finally:
-        if sink is not sys.stdout:
-            sink.close()
-    return counts
+    with _output(args.out) as sink:
+        return detect_file(args.input, sink, **common)
