@@ -250,6 +250,7 @@ class DetectCounts:
     too_short: int = 0
 
     def add(self, outcome: LineOutcome) -> None:
+        """Count one output line."""
         self.total += 1
         self.flagged += outcome.flagged
         self.errors += outcome.error
