@@ -61,7 +61,9 @@ import torch
 from scipy import stats
 
 from safeguard.watermark import Watermarker, WatermarkKey
+from safeguard.watermark import DetectionMemory
 from safeguard.watermark.evaluation import lm
+from safeguard.watermark.evaluation.attacks import substitute
 from safeguard.watermark.evaluation.metrics import per_key_spread
 from safeguard.watermark.schemes.gumbel import GumbelConfig
 
@@ -102,15 +104,20 @@ def human_corpus(n: int) -> Corpus:
     return out
 
 
-def low_temperature_corpus(n: int, model) -> Corpus:
-    """``n`` plain samples of 200 tokens at temperature 0.4 from held-out 16-token prompts."""
+def corpus_prompts(n: int, seed: int) -> list[np.ndarray]:
+    """The first 16 tokens of ``n`` held-out passages chosen by ``lm.prompts(seed=seed)``."""
     tok = tokenizer()
-    prompts = [
+    return [
         np.asarray(tok(p, add_special_tokens=False)["input_ids"][:PROMPT], dtype=np.int64)
-        for p in lm.prompts(n, tokens=PROMPT, seed=SEED)
+        for p in lm.prompts(n, tokens=PROMPT, seed=seed)
     ]
+
+
+def low_temperature_corpus(n: int, model, seed: int = SEED) -> Corpus:
+    """``n`` plain samples of 200 tokens at temperature 0.4 from held-out 16-token prompts."""
+    prompts = corpus_prompts(n, seed)
     texts = lm.sample(
-        model, prompts, new_tokens=NEW, temperature=LOW_TEMPERATURE, seed=SEED, batch_size=64
+        model, prompts, new_tokens=NEW, temperature=LOW_TEMPERATURE, seed=seed, batch_size=64
     )
     return list(zip(prompts, texts, strict=True))
 
@@ -131,17 +138,53 @@ def shared_corpus(human: Corpus, seed: int = SEED) -> Corpus:
     return out
 
 
-def pvalues(keys: Sequence[WatermarkKey], corpus: Corpus) -> np.ndarray:
-    """``(keys, texts)`` p-values from ``Watermarker.detect_batch`` (one thread)."""
+def pvalues(
+    keys: Sequence[WatermarkKey], corpus: Corpus, memories: Sequence[DetectionMemory] | None = None
+) -> np.ndarray:
+    """``(keys, texts)`` p-values from ``Watermarker.detect_batch`` (one thread).
+
+    With ``memories`` (one per key), each key's texts are tested in corpus order through
+    that key's :class:`DetectionMemory`, as a deployment tests its stream.
+    """
     prompts = [p for p, _ in corpus]
     texts = [t for _, t in corpus]
     rows = []
-    for key in keys:
+    for k, key in enumerate(keys):
+        extra = {"memory": memories[k]} if memories is not None else {}
         res = Watermarker(key).detect_batch(
-            texts, prompts=prompts, false_positive_rate=0.01, num_threads=1
+            texts, prompts=prompts, false_positive_rate=0.01, num_threads=1, **extra
         )
         rows.append([r.p_value for r in res])
     return np.asarray(rows)
+
+
+def power_with_memory(
+    model, key: WatermarkKey, memory: DetectionMemory, n: int, seed: int
+) -> list[str]:
+    """What the memory costs a watermarked text: TPR at 1e-2 and scored tokens, fresh vs remembered.
+
+    ``n`` texts of 200 tokens are generated under ``key`` (temperature 1) from held-out
+    prompts and tested (a) with no memory, (b) through ``memory`` after the null corpora it
+    has already seen, and (c) the same texts with 30% of tokens substituted, tested again
+    through the memory (an edited repost of texts it has already seen).
+    """
+    prompts = corpus_prompts(n, seed + 1)
+    wm = Watermarker(key)
+    texts = lm.sample(model, prompts, watermarker=wm, new_tokens=NEW, seed=seed + 1, batch_size=64)
+    rng = np.random.default_rng(seed + 2)
+    edited = [substitute(t, 0.3, vocab_size=model.config.vocab_size, rng=rng) for t in texts]
+    rows = []
+    for label, batch, extra in (
+        ("no memory", texts, {}),
+        (f"through the memory after {memory.texts} null texts", texts, {"memory": memory}),
+        ("30% substituted copies, through the same memory", edited, {"memory": memory}),
+        ("30% substituted copies, no memory", edited, {}),
+    ):
+        res = wm.detect_batch(batch, prompts=prompts, false_positive_rate=0.01, num_threads=1, **extra)
+        tpr = np.mean([r.p_value <= 0.01 for r in res])
+        scored = np.median([r.num_scored for r in res])
+        rows.append(f"| {label} | {len(res)} | {tpr:.3f} | {scored:.0f} |")
+    return rows
 
 
 def overlap_stats(corpus: Corpus, width: int) -> tuple[float, float, float]:
@@ -311,6 +354,23 @@ def main() -> None:
         action="store_true",
         help="exp-edit with the API's default seed=0 (one null sample for every call)",
     )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="gumbel: test each key's corpus in order through one DetectionMemory per key",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=SEED,
+        help="seed of the low-temperature prompts and samples and of the shared corpus",
+    )
+    parser.add_argument(
+        "--power",
+        type=int,
+        default=0,
+        help="with --memory: watermarked texts generated under key 0 to measure the memory's cost",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -328,26 +388,38 @@ def main() -> None:
         elif name == "low-temperature":
             t0 = time.perf_counter()
             model, _ = lm.load_eval_lm()
-            corpora[name] = low_temperature_corpus(args.texts, model)
+            corpora[name] = low_temperature_corpus(args.texts, model, args.seed)
             print(
                 f"sampled {args.texts} texts at T={LOW_TEMPERATURE}: {time.perf_counter() - t0:.0f} s"
             )
         elif name == "repeated":
             corpora[name] = repeated_corpus(human)
         else:
-            corpora[name] = shared_corpus(human)
+            corpora[name] = shared_corpus(human, args.seed)
     lines = []
+    memory_of_key0 = None
     for width in widths:
         keys = fixed_keys(args.keys, start=args.key_start, context_width=width)
         for name, corpus in corpora.items():
             t0 = time.perf_counter()
-            p = pvalues(keys, corpus)
+            # One memory per key and corpus: each corpus is its own deployment's stream.
+            memories = [DetectionMemory(k.key_id) for k in keys] if args.memory else None
+            p = pvalues(keys, corpus, memories)
+            if memories is not None and name == "human":
+                memory_of_key0 = memories[0]
             lines += format_rows(name, width, spread_rows(p), overlap_stats(corpus, width))
             print(f"  width {width}, {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     if lines:
-        print(f"\ngumbel (default params except the width), seed {SEED}\n")
+        mode = "through one DetectionMemory per key" if args.memory else "stateless"
+        print(f"\ngumbel (default params except the width), {mode}, seed {args.seed}\n")
         print(HEADER)
         print("\n".join(lines))
+    if args.memory and args.power > 0 and memory_of_key0 is not None:
+        model, _ = lm.load_eval_lm()
+        key0 = fixed_keys(1, start=args.key_start, context_width=widths[0])[0]
+        print("\n| watermarked texts, key 0 | texts | TPR at 0.01 | median scored tokens |")
+        print("|---|---|---|---|")
+        print("\n".join(power_with_memory(model, key0, memory_of_key0, args.power, args.seed)))
     if args.exp_keys > 0:
         t0 = time.perf_counter()
         corpus = human[: args.exp_texts]

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from safeguard.watermark.keys import LegacyPRFWarning, WatermarkKey, tokenizer_fingerprint
 from safeguard.watermark.localize import LocalizationResult, Span
+from safeguard.watermark.memory import DetectionMemory
 from safeguard.watermark.normalize import normalize_text
 from safeguard.watermark.result import DetectionResult, MultiKeyResult
 from safeguard.watermark.schemes import get_scheme, list_schemes, register_scheme
 from safeguard.watermark.watermarker import ShortTextWarning, Watermarker, detect_many
 
 __all__ = [
+    "DetectionMemory",
     "DetectionResult",
     "LegacyPRFWarning",
     "LocalizationResult",

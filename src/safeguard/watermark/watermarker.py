@@ -14,6 +14,7 @@ import numpy as np
 from safeguard.errors import ConfigError, DetectionError, UsageError
 from safeguard.watermark.keys import WatermarkKey
 from safeguard.watermark.localize import LocalizationResult, localize_scores
+from safeguard.watermark.memory import DetectionMemory
 from safeguard.watermark.normalize import normalize_text
 from safeguard.watermark.result import DetectionResult, MultiKeyResult
 from safeguard.watermark.schemes import get_scheme
@@ -152,13 +153,20 @@ class Watermarker:
                 ``gumbel`` text are only context.
             false_positive_rate: Rate at which unwatermarked text is flagged.
             vocab_size: If given, ids at or above it are rejected.
-            **options: Scheme options (``exp``/``exp-edit``: ``resolution``, ``seed``, ``use_cache``).
+            **options: Scheme options (``gumbel``: ``memory``, a :class:`DetectionMemory` of
+                this key, so each (context, token) pair is scored once over every text it
+                has seen, which makes the false-positive count under one key binomial on any
+                stream of texts; ``exp``/``exp-edit``: ``resolution``, ``seed``,
+                ``use_cache``).
 
         Raises:
             DetectionError: Empty input or invalid ids.
         """
         fpr = _check_fpr(false_positive_rate)
         tokens, prompt = _tokens_and_prompt(token_ids, prompt_ids, vocab_size)
+        memory = self._memory(options)
+        if memory is not None:
+            options["memory"] = memory
         result = self.scheme.detect(tokens, prompt=prompt, false_positive_rate=fpr, **options)
         for message in result.warnings:
             warnings.warn(message, ShortTextWarning, stacklevel=2)
@@ -193,6 +201,12 @@ class Watermarker:
                 f"{len(prompt_arrays)} prompts for {len(arrays)} texts; pass one prompt (or None) per text"
             )
         batch = getattr(self.scheme, "detect_batch", None)
+        memory = self._memory(options)
+        if memory is not None and batch is not None and not options:
+            # In order, one pass: each text scores only pairs no earlier text scored.
+            return batch(arrays, prompts=prompt_arrays, false_positive_rate=fpr, memory=memory)
+        if memory is not None:
+            options["memory"] = memory
         if batch is None or options:
             return [
                 self.scheme.detect(t, prompt=p, false_positive_rate=fpr, **options)
@@ -206,6 +220,23 @@ class Watermarker:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             parts = pool.map(lambda c: batch(c[0], prompts=c[1], false_positive_rate=fpr), chunks)
             return [r for part in parts for r in part]
+
+    def _memory(self, options: dict[str, Any]) -> DetectionMemory | None:
+        """Pop and check a ``memory=`` option (a :class:`DetectionMemory` of this key)."""
+        memory = options.pop("memory", None)
+        if memory is None:
+            return None
+        if not isinstance(memory, DetectionMemory):
+            raise ConfigError(
+                f"`memory` must be a DetectionMemory; got {type(memory).__name__}"
+            )
+        if not getattr(self.scheme, "supports_memory", False):
+            raise ConfigError(
+                f"a detection memory is for `gumbel` keys (one score per (context, token) pair); "
+                f"this key's scheme is {self.key.scheme!r}"
+            )
+        memory.check_key(self.key.key_id)
+        return memory
 
     def detect_text(
         self,

@@ -42,6 +42,7 @@ from scipy import special
 
 from safeguard.errors import ConfigError
 from safeguard.watermark import prf
+from safeguard.watermark.memory import DetectionMemory, pair_words, text_digest
 from safeguard.watermark.result import DetectionResult
 from safeguard.watermark.schemes.base import GenerationState, Scheme, SchemeConfig
 from safeguard.watermark.schemes.registry import register_scheme
@@ -149,6 +150,7 @@ class ContextMemory:
 class GumbelScheme(Scheme):
     name = "gumbel"
     config: GumbelConfig
+    supports_memory = True
 
     def __init__(self, key: Any, config: GumbelConfig) -> None:
         super().__init__(key, config)
@@ -239,12 +241,17 @@ class GumbelScheme(Scheme):
         return windows[window_at], big[window_at + h], ids
 
     def batch_terms(
-        self, texts: list[np.ndarray], prompts: list[np.ndarray | None]
+        self,
+        texts: list[np.ndarray],
+        prompts: list[np.ndarray | None],
+        memory: DetectionMemory | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-token scores ``-log(1 - u)`` of every scored position of every text, with text ids.
 
         All texts go through the PRF in one vectorised pass. Repeated contexts within a text
-        are scored once, at their first occurrence.
+        are scored once, at their first occurrence. With a ``memory``, a ``(context, token)``
+        pair is scored only at its first sighting over all texts, in order, that the memory
+        has seen (:mod:`safeguard.watermark.memory`), and every pair is recorded in it.
 
         Returns:
             ``(terms, text_ids)``, both of shape ``(total_scored,)``.
@@ -253,14 +260,19 @@ class GumbelScheme(Scheme):
         if targets.size == 0:
             return np.empty(0), ids
         a, b = prf.context_words(self.context_key, contexts)
+        words = (a << np.uint64(32)) | b
         if self.config.skip_repeated_context:
             # lexsort is stable: within one (text, context) group the earliest position comes first.
-            words = (a << np.uint64(32)) | b
             order = np.lexsort((words, ids))
             sw, si = words[order], ids[order]
             first = np.ones(order.size, dtype=bool)
             first[1:] = (sw[1:] != sw[:-1]) | (si[1:] != si[:-1])
             keep = np.sort(order[first])
+            a, b, words, targets, ids = a[keep], b[keep], words[keep], targets[keep], ids[keep]
+        if memory is not None:
+            # Whether a pair is skipped depends on context words and tokens only (the context
+            # PRF), never on the pair's uniform (the token PRF): the kept terms stay Exp(1).
+            keep = memory.claim(pair_words(words, targets), ids)
             a, b, targets, ids = a[keep], b[keep], targets[keep], ids[keep]
         u = prf.uniforms(self.token_key, a, b, targets)
         return -np.log1p(-u), ids
@@ -303,12 +315,20 @@ class GumbelScheme(Scheme):
         *,
         prompts: list[np.ndarray | None] | None = None,
         false_positive_rate: float,
+        memory: DetectionMemory | None = None,
     ) -> list[DetectionResult]:
-        """Detect many texts in one vectorised pass (same results as :meth:`detect` per text)."""
+        """Detect many texts in one vectorised pass (same results as :meth:`detect` per text).
+
+        With a ``memory`` the texts are tested in order, as if one by one: each scores only
+        pairs no earlier text scored, and a text seen before gets its earlier answer.
+        """
         prompts = prompts if prompts is not None else [None] * len(texts)
-        terms, ids = self.batch_terms(texts, prompts)
-        scores = np.bincount(ids, weights=terms, minlength=len(texts))
-        counts = np.bincount(ids, minlength=len(texts))
+        if memory is not None:
+            scores, counts = self._remembered_scores(texts, prompts, memory)
+        else:
+            terms, ids = self.batch_terms(texts, prompts)
+            scores = np.bincount(ids, weights=terms, minlength=len(texts))
+            counts = np.bincount(ids, minlength=len(texts))
         p_values = special.gammaincc(np.maximum(counts, 1), np.maximum(scores, 0.0))
         p_values = np.where(counts > 0, p_values, 1.0)
         needed = min_tokens_for_fpr(false_positive_rate)
@@ -323,6 +343,42 @@ class GumbelScheme(Scheme):
             )
             for i in range(len(texts))
         ]
+
+    def _remembered_scores(
+        self,
+        texts: list[np.ndarray],
+        prompts: list[np.ndarray | None],
+        memory: DetectionMemory,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and scored counts of a batch tested through ``memory``, in order."""
+        memory.check_key(self.key.key_id)
+        if not self.config.skip_repeated_context:
+            raise ConfigError(
+                "a detection memory needs `skip_repeated_context` (each context scored once)"
+            )
+        digests = [text_digest(t, p) for t, p in zip(texts, prompts, strict=True)]
+        scores = np.zeros(len(texts))
+        counts = np.zeros(len(texts), dtype=np.int64)
+        with memory.lock:
+            known: dict[bytes, tuple[float, int] | None] = {}
+            fresh: list[int] = []  # first index in this batch of each text not seen before
+            for i, digest in enumerate(digests):
+                if digest not in known:
+                    known[digest] = memory.recall(digest)
+                    if known[digest] is None:
+                        fresh.append(i)
+            if fresh:
+                terms, ids = self.batch_terms(
+                    [texts[i] for i in fresh], [prompts[i] for i in fresh], memory
+                )
+                fresh_scores = np.bincount(ids, weights=terms, minlength=len(fresh))
+                fresh_counts = np.bincount(ids, minlength=len(fresh))
+                for j, i in enumerate(fresh):
+                    known[digests[i]] = (float(fresh_scores[j]), int(fresh_counts[j]))
+                    memory.remember(digests[i], *known[digests[i]])  # type: ignore[misc]
+            for i, digest in enumerate(digests):
+                scores[i], counts[i] = known[digest]  # type: ignore[misc]
+        return scores, counts
 
     def _result(
         self,
@@ -360,10 +416,18 @@ class GumbelScheme(Scheme):
         false_positive_rate: float,
         **options: Any,
     ) -> DetectionResult:
+        memory = options.pop("memory", None)
         if options:
             raise ConfigError(
                 f"unknown detection option(s) for gumbel: {', '.join(sorted(options))}"
             )
+        if memory is not None:
+            return self.detect_batch(
+                [np.asarray(tokens, dtype=np.int64)],
+                prompts=[prompt],
+                false_positive_rate=false_positive_rate,
+                memory=memory,
+            )[0]
         terms, _ = self.batch_terms([tokens], [prompt])
         score = float(terms.sum())
         return self._result(
