@@ -40,8 +40,6 @@ KNOWN_MISMATCHES = {
     "safeguard.pii.recognizers": "the recognizer functions (datetime_candidates, ...), "
     "`Candidate`, `ConfigError` and the `Recognizer` alias are imported into the package "
     "namespace but not in safeguard.pii.recognizers.__all__",
-    "safeguard.pii.recognizers.safe_harbor": "`PatternRule` is imported into the package "
-    "namespace but not in its __all__",
 }
 
 
