@@ -162,6 +162,15 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
         help="local (default: in-process) or ray (Ray Data; RAY_ADDRESS picks the cluster); "
         "ray also reads Parquet",
     )
+    p.add_argument(
+        "--memory",
+        metavar="DIR",
+        default=None,
+        help="detection memory folder (gumbel keys, local engine): each (context, token) pair "
+        "is scored once per key over every run that uses DIR, so the false-positive rate under "
+        "one key holds on streams of near-duplicate or repetitive text; a text seen before gets "
+        "its earlier answer (one <key id>.memory.npz per key, mode 0600)",
+    )
     p.set_defaults(func=cmd_detect)
 
 
@@ -434,11 +443,59 @@ def cmd_detect(args: argparse.Namespace) -> int:
         "batch_size": BATCH,
         "normalize": not getattr(args, "no_normalize", False),
     }
+    memories = _open_memories(getattr(args, "memory", None), keys, args)
+    if memories:
+        common["options"]["memory"] = memories
     if getattr(args, "engine", "local") == "ray":
         counts = _detect_ray(args, common)
     else:
-        counts = _detect_local(args, common, localize)
+        try:
+            counts = _detect_local(args, common, localize)
+        finally:
+            _save_memories(getattr(args, "memory", None), memories)
     return _summarize(counts, args.fpr, "with watermarked spans" if localize else "flagged")
+
+
+def _memory_path(folder: str, key_id: str) -> Path:
+    return Path(folder) / f"{key_id}.memory.npz"
+
+
+def _open_memories(folder: str | None, keys: list[Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``--memory DIR``: each key's :class:`DetectionMemory` (new ones for keys not seen before)."""
+    if folder is None:
+        return {}
+    from safeguard.watermark import DetectionMemory
+
+    if getattr(args, "engine", "local") == "ray":
+        raise ConfigError(
+            "--memory tests texts in order, one after another; it runs on the local engine: "
+            "drop --engine ray"
+        )
+    if getattr(args, "localize", False):
+        raise ConfigError(
+            "--memory and --localize do not combine: spans are tested within one text; "
+            "drop one of them"
+        )
+    others = [f"{k.key_id} ({k.scheme})" for k in keys if k.scheme != "gumbel"]
+    if others:
+        raise ConfigError(f"--memory is for gumbel keys; got {', '.join(others)}")
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--memory (={folder}) must be a folder; it is a file")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {k.key_id: DetectionMemory.open(_memory_path(folder, k.key_id), k.key_id) for k in keys}
+
+
+def _save_memories(folder: str | None, memories: dict[str, Any]) -> None:
+    """Write each memory back (also after an error: the pairs already scored stay scored)."""
+    for key_id, memory in memories.items():
+        memory.save(_memory_path(folder, key_id))  # type: ignore[arg-type]
+        if memory.over_capacity:
+            sys.stderr.write(
+                f"safeguard: warning: the detection memory of key {key_id} holds {memory.pairs} "
+                f"pairs, over its capacity of {memory.capacity}: it now skips some pairs never "
+                "scored (less power, same false-positive rate); start a larger one\n"
+            )
 
 
 def _detect_fpr(args: argparse.Namespace) -> float:

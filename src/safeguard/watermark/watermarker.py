@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -154,7 +154,7 @@ class Watermarker:
             false_positive_rate: Rate at which unwatermarked text is flagged.
             vocab_size: If given, ids at or above it are rejected.
             **options: Scheme options (``gumbel``: ``memory``, a :class:`DetectionMemory` of
-                this key, so each (context, token) pair is scored once over every text it
+                this key or a mapping of key ids to memories, so each (context, token) pair is scored once over every text it
                 has seen, which makes the false-positive count under one key binomial on any
                 stream of texts; ``exp``/``exp-edit``: ``resolution``, ``seed``,
                 ``use_cache``).
@@ -224,6 +224,13 @@ class Watermarker:
     def _memory(self, options: dict[str, Any]) -> DetectionMemory | None:
         """Pop and check a ``memory=`` option (a :class:`DetectionMemory` of this key)."""
         memory = options.pop("memory", None)
+        if isinstance(memory, Mapping):  # one memory per key, for calls over several keys
+            if self.key.key_id not in memory:
+                raise ConfigError(
+                    f"no detection memory for key {self.key.key_id}; memories were given for "
+                    + (", ".join(sorted(map(str, memory))) or "no key")
+                )
+            memory = memory[self.key.key_id]
         if memory is None:
             return None
         if not isinstance(memory, DetectionMemory):
