@@ -29,6 +29,7 @@ when a request runs, so that they can be replaced here (the tests do).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from safeguard.serve.api_errors import ApiError, add_error_handlers, validation_
 from safeguard.serve.auth import Authenticator, tenant_dependency
 from safeguard.serve.config import ServerConfig
 from safeguard.serve.engine import detect_texts
-from safeguard.serve.keystore import KeyEntry, KeyRing
+from safeguard.serve.keystore import KeyEntry, KeyRing, MemorySaver
 from safeguard.serve.middleware import RequestContext
 from safeguard.serve.models import (
     DetectRequest,
@@ -93,6 +94,7 @@ class _Service:
     ring: KeyRing
     quota: TenantQuota
     default_fpr: float
+    memories: MemorySaver
 
 
 def create_app(
@@ -117,7 +119,8 @@ def create_app(
     """
     ring = keyring if keyring is not None else KeyRing.from_config(config)
     quota = TenantQuota(config.tenants, clock)
-    service = _Service(config, ring, quota, config.default_false_positive_rate())
+    memories = MemorySaver(ring, config.detection_memory, config.memory_save_seconds, clock)
+    service = _Service(config, ring, quota, config.default_false_positive_rate(), memories)
     tenant_of = tenant_dependency(Authenticator(config, clock), quota)
     app = FastAPI(
         title="safeguard detection service",
@@ -130,11 +133,23 @@ def create_app(
         openapi_url="/openapi.json" if config.openapi else None,
         docs_url="/docs" if config.openapi else None,
         redoc_url=None,
+        lifespan=_save_memories_at_shutdown(memories),
     )
     app.add_middleware(RequestContext)
     add_error_handlers(app)
     _add_routes(app, service, tenant_of)
     return app
+
+
+def _save_memories_at_shutdown(memories: MemorySaver) -> Callable[[FastAPI], Any]:
+    """A lifespan that writes the detection memories when the server stops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        yield
+        await run_in_threadpool(memories.save)
+
+    return lifespan
 
 
 def _add_routes(app: FastAPI, service: _Service, tenant_of: Callable[..., Awaitable[str]]) -> None:
@@ -208,6 +223,7 @@ async def _detect(request: Request, tenant: str, service: _Service) -> JSONRespo
         false_positive_rate=fpr,
         num_threads=config.detect_threads,
     )
+    await run_in_threadpool(service.memories.maybe_save)
     decision_only = service.quota.tenants[tenant].detail == "decision"
     results = result_dicts(texts, outcomes, decision_only)
     flagged = sum(bool(r["is_watermarked"]) for r in results)

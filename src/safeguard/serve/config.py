@@ -19,6 +19,7 @@ Example::
         max_in_flight: 4              # detection requests of this tenant at once; more get 429
         detail: decision              # verdicts only; `statistics` adds coarse p-values (trusted callers)
         texts_per_key_per_day: 1000   # probing budget per key; more get 429
+    detection_memory: memory/         # optional: each (context, token) pair scored once per key
     auth_throttle: {max_failures: 10, window_seconds: 60}   # per client address
 """
 
@@ -169,6 +170,17 @@ class ServerConfig(_Model):
         allow_legacy_prf_keys: Serve keys of PRF version 1, whose detection answers leak
             the key (two answers in one context recover every value of that context). Off:
             such keys are refused at start-up; re-create them (``safeguard keygen``).
+        detection_memory: Folder of detection memories, one per ``gumbel`` key
+            (``<key id>.memory.npz``, mode 0600; :class:`safeguard.watermark.DetectionMemory`).
+            Set, each (context, token) pair is scored once per key over every text the
+            service tests, so the false-positive count under each key is binomial whatever
+            the texts share, and a probe learns each pair's value at most once; a text asked
+            about again gets its earlier answer. The cost: a near-copy of a text seen before
+            is tested on its new pairs only. Saved every ``memory_save_seconds`` and at
+            shutdown. Unset (default): stateless detection.
+        detection_memory_capacity: Pairs each memory holds at its stated false-hit rate
+            (16 bits each; default 2**24, 32 MiB per key).
+        memory_save_seconds: Save the memories at most this often (after a request).
     """
 
     schema_version: Literal[1] = 1
@@ -186,6 +198,9 @@ class ServerConfig(_Model):
     detect_threads: int = Field(default=1, ge=1, le=256)
     openapi: bool = True
     allow_legacy_prf_keys: bool = False
+    detection_memory: Path | None = None
+    detection_memory_capacity: int = Field(default=1 << 24, ge=1024, le=1 << 34)
+    memory_save_seconds: float = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")
     def _unique(self) -> ServerConfig:
@@ -221,6 +236,7 @@ class ServerConfig(_Model):
                 "key_store": fix(self.key_store),
                 "tokenizers": tuple(fix(p) for p in self.tokenizers),
                 "default_tokenizer": fix(self.default_tokenizer),
+                "detection_memory": fix(self.detection_memory),
             }
         )
 

@@ -99,6 +99,7 @@ def _detect_one_key(
         list(usable.values()),
         false_positive_rate=fpr,
         num_threads=num_threads,
+        options={"memory": entry.memory} if entry.memory is not None else None,
         quiet_batch=False,  # worker threads leave the process-wide warning filters alone
     )
     for i, r in zip(usable, results, strict=True):

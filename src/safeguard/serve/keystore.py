@@ -16,7 +16,7 @@ from safeguard._files import warn_if_readable_by_others
 from safeguard.errors import ConfigError, KeyFileError
 from safeguard.serve.config import ServerConfig
 
-__all__ = ["KeyEntry", "KeyRing"]
+__all__ = ["KeyEntry", "KeyRing", "MemorySaver", "memory_path"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class KeyEntry:
         tokenizer_id: Fingerprint of the tokenizer (``default`` for unbound keys).
         watermarker: ``Watermarker`` for the key.
         tokenizer: Tokenizer with ``__call__(text, add_special_tokens=False)``.
+        memory: The key's ``DetectionMemory`` (``detection_memory`` set, gumbel keys), or None.
     """
 
     key_id: str
@@ -38,9 +39,30 @@ class KeyEntry:
     tokenizer_id: str
     watermarker: Any
     tokenizer: Any
+    memory: Any = None
 
     def __repr__(self) -> str:
         return f"KeyEntry({self.key_id}, scheme={self.scheme}, tokenizer={self.tokenizer_id})"
+
+
+def memory_path(folder: Path, key_id: str) -> Path:
+    """Where the detection memory of ``key_id`` lives (the CLI's ``--memory`` layout too)."""
+    return Path(folder) / f"{key_id}.memory.npz"
+
+
+def _memory(config: ServerConfig, key: Any) -> Any:
+    """The key's detection memory when ``detection_memory`` is set (gumbel keys), else None."""
+    if config.detection_memory is None or key.scheme != "gumbel":
+        return None
+    from safeguard.watermark import DetectionMemory
+
+    folder = Path(config.detection_memory)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"detection_memory (={folder}) must be a folder; it is a file")
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return DetectionMemory.open(
+        memory_path(folder, key.key_id), key.key_id, capacity=config.detection_memory_capacity
+    )
 
 
 class KeyRing:
@@ -122,9 +144,19 @@ class KeyRing:
                         "used at generation to `tokenizers`"
                     )
                 tok, tok_id = tokenizers[fp], fp
-            entries[key_id] = KeyEntry(key_id, key.scheme, tok_id, Watermarker(key), tok)
+            entries[key_id] = KeyEntry(
+                key_id, key.scheme, tok_id, Watermarker(key), tok, _memory(config, key)
+            )
         log.info("key store: %d keys, %d tokenizers", len(entries), len(tokenizers))
         return cls(entries, {t.name: tuple(t.keys) for t in config.tenants})
+
+    def save_memories(self, folder: Path | None) -> None:
+        """Write every key's detection memory into ``folder`` (no-op without one)."""
+        if folder is None:
+            return
+        for entry in self._entries.values():
+            if entry.memory is not None:
+                entry.memory.save(memory_path(folder, entry.key_id))
 
     def keys_of(self, tenant: str) -> tuple[str, ...]:
         """Key ids ``tenant`` may use, in configuration order."""
@@ -138,3 +170,39 @@ class KeyRing:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class MemorySaver:
+    """Saves the keys' detection memories at most every ``every`` seconds, and on demand.
+
+    Args:
+        ring: The keys (entries without a memory are skipped).
+        folder: ``detection_memory`` of the configuration (None: nothing to save).
+        every: Least seconds between two saves from :meth:`maybe_save`.
+        clock: Monotonic clock.
+    """
+
+    def __init__(
+        self, ring: KeyRing, folder: Path | None, every: float, clock: Any
+    ) -> None:
+        import threading
+
+        self.ring, self.folder, self.every, self.clock = ring, folder, every, clock
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def maybe_save(self) -> None:
+        """Save if the last save is ``every`` seconds old (one saver at a time; others skip)."""
+        if self.folder is None or self.clock() - self._last < self.every:
+            return
+        if self._lock.acquire(blocking=False):
+            try:
+                self._last = self.clock()
+                self.ring.save_memories(self.folder)
+            finally:
+                self._lock.release()
+
+    def save(self) -> None:
+        with self._lock:
+            self.ring.save_memories(self.folder)
+            self._last = self.clock()
