@@ -28,6 +28,7 @@ __all__ = [
     "UsageError",
     "VerificationError",
     "WatermarkError",
+    "missing_dependency",
 ]
 
 

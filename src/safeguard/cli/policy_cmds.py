@@ -26,6 +26,25 @@ def _out(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _scheme_issues(policy: Any) -> list[Any]:
+    """The watermark scheme must be registered (the policy layer itself knows no schemes)."""
+    if policy is None or policy.watermark is None:
+        return []
+    from safeguard.policy.model import PolicyIssue
+    from safeguard.watermark import list_schemes
+
+    if policy.watermark.scheme in list_schemes():
+        return []
+    return [
+        PolicyIssue(
+            "watermark.scheme",
+            None,
+            f"unknown watermark scheme {policy.watermark.scheme!r}; known schemes: "
+            + ", ".join(list_schemes()),
+        )
+    ]
+
+
 def _validate(args: argparse.Namespace) -> int:
     from safeguard.policy.model import POLICY_DIR, validate_policy_text
 
@@ -44,6 +63,9 @@ def _validate(args: argparse.Namespace) -> int:
         except UnicodeDecodeError as exc:
             raise UsageError(f"policy file {raw!r} is not UTF-8 text: {exc}") from exc
         policy, issues = validate_policy_text(text, source=str(path))
+        issues += _scheme_issues(policy)
+        if issues:
+            policy = None
         report.append(
             {
                 "file": raw,

@@ -31,6 +31,7 @@ __all__ = [
     "audit_dp_sgd",
     "default_delta",
     "make_private",
+    "per_example_loss",
 ]
 
 #: Lazily imported names and the adapter module that defines them.

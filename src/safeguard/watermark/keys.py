@@ -29,6 +29,7 @@ from typing import Any
 
 from safeguard.errors import KeyFileError, TokenizerMismatchError
 from safeguard.watermark.prf import PRF_VERSION, PRF_VERSIONS, PRFKey, derive_prf_key
+from safeguard.watermark.schemes.registry import get_scheme
 
 __all__ = ["KEY_FILE_FORMAT", "LegacyPRFWarning", "WatermarkKey", "tokenizer_fingerprint"]
 
@@ -101,8 +102,6 @@ class WatermarkKey:
     _secret: bytes = field(repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from safeguard.watermark.schemes import get_scheme
-
         if not isinstance(self._secret, bytes) or len(self._secret) != SECRET_BYTES:
             raise KeyFileError(
                 f"a watermark secret must be {SECRET_BYTES} bytes; regenerate the key"
@@ -123,9 +122,7 @@ class WatermarkKey:
                 LegacyPRFWarning,
                 stacklevel=3,
             )
-        spec = get_scheme(self.scheme)
-        config = spec.config_cls.from_dict(dict(self.params))
-        object.__setattr__(self, "params", config.to_dict())
+        object.__setattr__(self, "params", get_scheme(self.scheme).validate_params(self.params))
 
     # -- construction -------------------------------------------------------------------------
 
@@ -212,9 +209,14 @@ class WatermarkKey:
 
     # -- PRF ----------------------------------------------------------------------------------
 
-    def prf_key(self, purpose: str) -> PRFKey:
-        """The PRF key of this key's scheme for ``purpose`` (``"token"``, ``"context"``)."""
-        family = "exp" if self.scheme in ("exp", "exp-edit") else self.scheme
+    def prf_key(self, purpose: str, family: str | None = None) -> PRFKey:
+        """The PRF key for ``purpose`` (``"token"``, ``"context"``) of a PRF family.
+
+        Args:
+            purpose: What the uniforms are for.
+            family: The scheme's PRF family (default: the one its registration names).
+        """
+        family = family if family is not None else get_scheme(self.scheme).prf_family
         return derive_prf_key(self._secret, family, purpose, version=self.prf_version)
 
     # -- persistence --------------------------------------------------------------------------

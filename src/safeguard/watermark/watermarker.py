@@ -89,9 +89,8 @@ class Watermarker:
     def __init__(self, key: WatermarkKey) -> None:
         if not isinstance(key, WatermarkKey):
             raise ConfigError(f"Watermarker needs a WatermarkKey; got {type(key).__name__}")
-        spec = get_scheme(key.scheme)
         self.key = key
-        self.scheme: Scheme = spec.scheme_cls(key, spec.config_cls.from_dict(dict(key.params)))
+        self.scheme: Scheme = get_scheme(key.scheme).build(key)
 
     def __repr__(self) -> str:
         return f"Watermarker(key_id={self.key.key_id!r}, scheme={self.key.scheme!r})"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from safeguard.errors import ConfigError
+from safeguard.errors import ConfigError as _ConfigError
 from safeguard.pii.recognizers.formats import (
     datetime_candidates,
     intl_phone_candidates,
@@ -43,9 +43,26 @@ from safeguard.pii.types import Candidate
 __all__ = [
     "RECALL_FIRST",
     "RECOGNIZERS",
+    "Candidate",
+    "Recognizer",
+    "age_after_name_candidates",
+    "city_candidates",
+    "country_postcode_candidates",
+    "datetime_candidates",
+    "facility_candidates",
     "get_recognizer",
+    "given_name_candidates",
+    "intl_phone_candidates",
+    "name_after_cue_candidates",
+    "name_before_verb_candidates",
+    "named_street_candidates",
+    "obfuscated_email_candidates",
+    "place_after_cue_candidates",
+    "postcode_candidates",
     "register_recognizer",
     "run_recognizers",
+    "street_candidates",
+    "surname_pair_candidates",
 ]
 
 Recognizer = Callable[[str], Iterable[Candidate]]
@@ -56,7 +73,7 @@ RECOGNIZERS: dict[str, Recognizer] = {}
 def register_recognizer(name: str, fn: Recognizer, *, force: bool = False) -> None:
     """Register ``fn`` under ``name``; re-registering a name needs ``force=True``."""
     if name in RECOGNIZERS and not force:
-        raise ConfigError(
+        raise _ConfigError(
             f"recognizer {name!r} is already registered; pass force=True to replace it"
         )
     RECOGNIZERS[name] = fn
@@ -71,7 +88,7 @@ def get_recognizer(name: str) -> Recognizer:
     try:
         return RECOGNIZERS[name]
     except KeyError:
-        raise ConfigError(
+        raise _ConfigError(
             f"unknown recognizer {name!r}; known: {', '.join(sorted(RECOGNIZERS))}"
         ) from None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -23,10 +23,19 @@ from safeguard.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from safeguard.watermark.keys import WatermarkKey
+    from safeguard.watermark.prf import PRFKey
     from safeguard.watermark.result import DetectionResult
 
-__all__ = ["GenerationState", "Scheme", "SchemeConfig", "exponential_min_select"]
+__all__ = ["GenerationState", "Scheme", "SchemeConfig", "SchemeKey", "exponential_min_select"]
+
+
+class SchemeKey(Protocol):
+    """What a scheme needs of a key (a :class:`~safeguard.watermark.WatermarkKey`)."""
+
+    key_id: str
+    params: Any
+
+    def prf_key(self, purpose: str, family: str | None = None) -> PRFKey: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,16 +70,26 @@ class GenerationState:
 class Scheme:
     """Base class of scheme implementations.
 
-    Subclasses set :attr:`name`, take ``(key, config)``, and implement
-    :meth:`start`, :meth:`rows` and :meth:`detect`.
+    Subclasses set :attr:`name`, take ``(key, config, prf_family=...)``, and implement
+    :meth:`start`, :meth:`rows` and :meth:`detect`. Build them through the registry
+    (``get_scheme(name).build(key)``), which validates the parameters and names the PRF
+    family; built directly, the family is looked up by :attr:`name`.
     """
 
     name: ClassVar[str]
+    supports_memory: ClassVar[bool] = False
 
-    def __init__(self, key: WatermarkKey, config: SchemeConfig) -> None:
+    def __init__(
+        self, key: SchemeKey, config: SchemeConfig, *, prf_family: str | None = None
+    ) -> None:
+        if prf_family is None:
+            from safeguard.watermark.schemes.registry import get_scheme
+
+            prf_family = get_scheme(self.name).prf_family
         self.key = key
         self.config = config
-        self.token_key = key.prf_key("token")
+        self.prf_family = prf_family
+        self.token_key = key.prf_key("token", prf_family)
 
     # generation side ------------------------------------------------------------------------
     def start(

@@ -222,4 +222,4 @@ class ExpEditScheme(ExpScheme):
 
 
 register_scheme("exp", ExpConfig, ExpScheme)
-register_scheme("exp-edit", ExpEditConfig, ExpEditScheme)
+register_scheme("exp-edit", ExpEditConfig, ExpEditScheme, prf_family="exp")  # same uniforms as exp

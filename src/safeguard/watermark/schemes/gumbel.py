@@ -152,9 +152,9 @@ class GumbelScheme(Scheme):
     config: GumbelConfig
     supports_memory = True
 
-    def __init__(self, key: Any, config: GumbelConfig) -> None:
-        super().__init__(key, config)
-        self.context_key = key.prf_key("context")
+    def __init__(self, key: Any, config: GumbelConfig, *, prf_family: str | None = None) -> None:
+        super().__init__(key, config, prf_family=prf_family)
+        self.context_key = key.prf_key("context", self.prf_family)
         self.memory: ContextMemory | None = (
             ContextMemory(config.context_memory)
             if config.skip_repeated_context and config.context_memory > 0
