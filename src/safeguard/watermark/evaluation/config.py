@@ -78,6 +78,9 @@ class EvalConfig:
         entropy_tokens: Tokens per text in the sweep.
         localize_docs: Mixed documents (and as many human-only documents) for the
             localisation check; 0 to skip.
+        forgery_keys: Keys the hill-climbing forger attacks per oracle (``gumbel``; 0 skips).
+        forgery_budget: Texts the forger may have tested per key (the detection service's
+            default daily budget per tenant and key is 1,000).
         seed: Seeds prompts, keys, sampling and attacks.
         batch_size: Generation batch size.
     """
@@ -100,6 +103,8 @@ class EvalConfig:
     entropy_texts: int = 16
     entropy_tokens: int = 100
     localize_docs: int = 40
+    forgery_keys: int = 10
+    forgery_budget: int = 1000
     seed: int = 0
     batch_size: int = 16
 
@@ -145,6 +150,8 @@ def quick_config(**overrides: Any) -> EvalConfig:
         entropy_texts=6,
         entropy_tokens=40,
         localize_docs=6,
+        forgery_keys=2,
+        forgery_budget=300,
     )
     base.update(overrides)
     return EvalConfig(**base)

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from safeguard.watermark.evaluation._common import Progress, prefix_lengths
+from safeguard.watermark.evaluation.adversary import adversary_section
 from safeguard.watermark.evaluation.calibration import null_section, roc_entries
 from safeguard.watermark.evaluation.config import (
     COMPETITOR_SCHEMES,
@@ -107,6 +108,8 @@ def run_eval(
     report["quality"].update(quality_section(config, setup, texts, progress))
     if config.entropies:
         report["entropy_sweep"] = entropy_sweep(config, setup, progress)
+    if "gumbel" in config.schemes:
+        report["adversary"] = adversary_section(config, setup, progress)
     if config.localize_docs and "gumbel" in config.schemes:
         report["localization"] = localization(config, setup, texts.gens["gumbel"], progress)
     report["seconds"] = time.perf_counter() - started
