@@ -60,8 +60,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from safeguard.watermark import Watermarker, WatermarkKey
-from safeguard.watermark import DetectionMemory
+from safeguard.watermark import DetectionMemory, Watermarker, WatermarkKey
 from safeguard.watermark.evaluation import lm
 from safeguard.watermark.evaluation.attacks import substitute
 from safeguard.watermark.evaluation.metrics import per_key_spread
@@ -180,7 +179,9 @@ def power_with_memory(
         ("30% substituted copies, through the same memory", edited, {"memory": memory}),
         ("30% substituted copies, no memory", edited, {}),
     ):
-        res = wm.detect_batch(batch, prompts=prompts, false_positive_rate=0.01, num_threads=1, **extra)
+        res = wm.detect_batch(
+            batch, prompts=prompts, false_positive_rate=0.01, num_threads=1, **extra
+        )
         tpr = np.mean([r.p_value <= 0.01 for r in res])
         scored = np.median([r.num_scored for r in res])
         rows.append(f"| {label} | {len(res)} | {tpr:.3f} | {scored:.0f} |")

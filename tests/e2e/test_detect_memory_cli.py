@@ -40,7 +40,11 @@ def test_memory_across_runs(tmp_path, model_dir):
     )
     memory = tmp_path / "memory"
     args = ["detect", str(records), "--key", str(key), "--tokenizer", str(model_dir)]
-    first_out, again_out, plain_out = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    first_out, again_out, plain_out = (
+        tmp_path / "a.jsonl",
+        tmp_path / "b.jsonl",
+        tmp_path / "c.jsonl",
+    )
     sg(*args, "--memory", str(memory), "--out", str(first_out))
     sg(*args, "--memory", str(memory), "--out", str(again_out))
     sg(*args, "--out", str(plain_out))
@@ -64,7 +68,16 @@ def test_memory_refusals(tmp_path, model_dir):
     records = tmp_path / "in.jsonl"
     records.write_text(json.dumps({"text": "some words to test"}) + "\n")
     exp_key, gumbel_key = tmp_path / "exp.json", tmp_path / "g.json"
-    sg("keygen", "--scheme", "exp", "--tokenizer", str(model_dir), "--out", str(exp_key), check_rc=0)
+    sg(
+        "keygen",
+        "--scheme",
+        "exp",
+        "--tokenizer",
+        str(model_dir),
+        "--out",
+        str(exp_key),
+        check_rc=0,
+    )
     sg("keygen", "--tokenizer", str(model_dir), "--out", str(gumbel_key), check_rc=0)
     base = ["detect", str(records), "--tokenizer", str(model_dir), "--memory", str(tmp_path / "m")]
     out = sg(*base, "--key", str(exp_key))
@@ -80,6 +93,8 @@ def test_memory_refusals(tmp_path, model_dir):
     other = WatermarkKey.generate()
     folder = tmp_path / "swapped"
     folder.mkdir()
-    DetectionMemory(other.key_id).save(folder / f"{WatermarkKey.load(gumbel_key).key_id}.memory.npz")
+    DetectionMemory(other.key_id).save(
+        folder / f"{WatermarkKey.load(gumbel_key).key_id}.memory.npz"
+    )
     out = sg(*base[:-1], str(folder), "--key", str(gumbel_key))
     assert out.returncode == 2 and "belongs to key" in out.stderr

@@ -182,9 +182,7 @@ class MemorySaver:
         clock: Monotonic clock.
     """
 
-    def __init__(
-        self, ring: KeyRing, folder: Path | None, every: float, clock: Any
-    ) -> None:
+    def __init__(self, ring: KeyRing, folder: Path | None, every: float, clock: Any) -> None:
         import threading
 
         self.ring, self.folder, self.every, self.clock = ring, folder, every, clock

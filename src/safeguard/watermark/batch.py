@@ -33,8 +33,7 @@ from typing import IO, Any, BinaryIO
 from safeguard.errors import ConfigError, DataError
 from safeguard.watermark.keys import WatermarkKey
 from safeguard.watermark.result import DetectionResult, MultiKeyResult
-from safeguard.watermark.stats import holm
-from safeguard.watermark.watermarker import Watermarker, detect_many
+from safeguard.watermark.watermarker import Watermarker, detect_many, holm_combine
 
 __all__ = [
     "DetectCounts",
@@ -174,18 +173,8 @@ def combine_keys(
         if failed:
             out.append(failed[0])
             continue
-        results = tuple(r for r in row if isinstance(r, DetectionResult))
-        adjusted = holm([r.p_value for r in results])
-        best = min(range(len(adjusted)), key=adjusted.__getitem__)
-        out.append(
-            MultiKeyResult(
-                results=results,
-                adjusted_p_values=tuple(adjusted),
-                is_watermarked=adjusted[best] <= false_positive_rate,
-                best_key_id=results[best].key_id,
-                false_positive_rate=false_positive_rate,
-            )
-        )
+        results = [r for r in row if isinstance(r, DetectionResult)]
+        out.append(holm_combine(results, false_positive_rate))
     return out
 
 

@@ -48,7 +48,6 @@ import threading
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -118,10 +117,14 @@ class DetectionMemory:
         repeats: int = DEFAULT_REPEATS,
     ) -> None:
         if not isinstance(key_id, str) or not key_id:
-            raise ConfigError(f"`key_id` (={key_id!r}) must be a key id string (WatermarkKey.key_id)")
+            raise ConfigError(
+                f"`key_id` (={key_id!r}) must be a key id string (WatermarkKey.key_id)"
+            )
         for name, value in (("capacity", capacity), ("repeats", repeats)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 34:
-                raise ConfigError(f"`{name}` (={value!r}) must be a positive integer (at most 2**34)")
+                raise ConfigError(
+                    f"`{name}` (={value!r}) must be a positive integer (at most 2**34)"
+                )
         self.key_id = key_id
         self.capacity = capacity
         self.repeats = repeats
@@ -245,8 +248,12 @@ class DetectionMemory:
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise DetectionError(f"{path} is not a detection memory file ({exc})") from exc
         if header.get("format") != _FORMAT:
-            raise DetectionError(f"{path}: unknown detection memory format {header.get('format')!r}")
-        memory = cls(str(header["key_id"]), capacity=int(header["capacity"]), repeats=int(header["repeats"]))
+            raise DetectionError(
+                f"{path}: unknown detection memory format {header.get('format')!r}"
+            )
+        memory = cls(
+            str(header["key_id"]), capacity=int(header["capacity"]), repeats=int(header["repeats"])
+        )
         if key_id is not None:
             memory.check_key(key_id)
         if bits.size:
@@ -270,4 +277,3 @@ class DetectionMemory:
         if Path(path).exists():
             return cls.load(path, key_id=key_id)
         return cls(key_id, capacity=capacity)
-

@@ -233,9 +233,7 @@ class Watermarker:
         if memory is None:
             return None
         if not isinstance(memory, DetectionMemory):
-            raise ConfigError(
-                f"`memory` must be a DetectionMemory; got {type(memory).__name__}"
-            )
+            raise ConfigError(f"`memory` must be a DetectionMemory; got {type(memory).__name__}")
         if not getattr(self.scheme, "supports_memory", False):
             raise ConfigError(
                 f"a detection memory is for `gumbel` keys (one score per (context, token) pair); "
@@ -383,12 +381,17 @@ def detect_many(
         Watermarker(k).detect(token_ids, prompt_ids=prompt_ids, false_positive_rate=fpr, **options)
         for k in keys
     )
+    return holm_combine(results, fpr)
+
+
+def holm_combine(results: Sequence[DetectionResult], false_positive_rate: float) -> MultiKeyResult:
+    """One text's results under several keys, Holm-adjusted: flagged when any adjusted p is."""
     adjusted = holm([r.p_value for r in results])
     best = int(np.argmin(adjusted))
     return MultiKeyResult(
-        results=results,
+        results=tuple(results),
         adjusted_p_values=tuple(adjusted),
-        is_watermarked=adjusted[best] <= fpr,
+        is_watermarked=adjusted[best] <= false_positive_rate,
         best_key_id=results[best].key_id,
-        false_positive_rate=fpr,
+        false_positive_rate=false_positive_rate,
     )

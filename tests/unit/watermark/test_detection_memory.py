@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 
 from safeguard.errors import ConfigError, DetectionError
-from safeguard.watermark import DetectionMemory, WatermarkKey, Watermarker
+from safeguard.watermark import DetectionMemory, Watermarker, WatermarkKey
 
 VOCAB = 5000
 
@@ -90,7 +90,9 @@ def test_one_fixed_key_over_a_long_repetitive_stream():
     ]
     key = _key(1000)
     memory = DetectionMemory(key.key_id)
-    res = Watermarker(key).detect_batch(texts, false_positive_rate=0.01, num_threads=1, memory=memory)
+    res = Watermarker(key).detect_batch(
+        texts, false_positive_rate=0.01, num_threads=1, memory=memory
+    )
     tested = sum(r.num_scored > 0 for r in res)
     flagged = sum(r.p_value <= 0.01 for r in res)
     assert tested > 19000

@@ -42,7 +42,9 @@ def test_the_forger_climbs_p_values_but_not_verdicts_or_a_memory():
     assert rows["p-values"]["confirmed"] == 4
     assert rows["decision"]["confirmed"] <= 1
     assert rows["p-values through a memory"]["confirmed"] <= 1
-    assert any("Forgery with detection access" in line for line in _adversary_lines({"forgery": out}))
+    assert any(
+        "Forgery with detection access" in line for line in _adversary_lines({"forgery": out})
+    )
 
 
 def test_forge_returns_none_when_the_budget_runs_out():

@@ -11,7 +11,7 @@ import pytest
 
 from safeguard.errors import ConfigError
 from safeguard.policy.model import validate_policy_text
-from safeguard.watermark import WatermarkKey, Watermarker, get_scheme, list_schemes, register_scheme
+from safeguard.watermark import Watermarker, WatermarkKey, get_scheme, list_schemes, register_scheme
 from safeguard.watermark.schemes import gumbel, registry
 
 

@@ -87,7 +87,9 @@ def forgery_section(config: EvalConfig, setup: Setup, progress: Progress) -> dic
     rows = []
     for oracle in ORACLES:
         flagged = confirmed = 0
-        for k in progress.bar(range(config.forgery_keys), f"forger ({oracle})", config.forgery_keys):
+        for k in progress.bar(
+            range(config.forgery_keys), f"forger ({oracle})", config.forgery_keys
+        ):
             key = our_key("gumbel", config.seed, 2000 + k)
             rng = derived_rng(config.seed, "adversary", "forgery", oracle, k)
             text = forge(key, oracle, setup.vocab_size, config.forgery_budget, rng)

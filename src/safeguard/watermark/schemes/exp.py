@@ -19,7 +19,6 @@ permutation test against fresh random keys, ``p = (1 + #{phi_null <= phi}) / (T 
 from __future__ import annotations
 
 import hashlib
-
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
