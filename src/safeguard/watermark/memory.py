@@ -48,6 +48,7 @@ import threading
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -251,15 +252,26 @@ class DetectionMemory:
             raise DetectionError(
                 f"{path}: unknown detection memory format {header.get('format')!r}"
             )
+        try:
+            memory = cls._from_parts(header, bits, digests, answers)
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise DetectionError(f"{path} is a damaged detection memory file ({exc})") from exc
+        if key_id is not None:
+            memory.check_key(key_id)
+        return memory
+
+    @classmethod
+    def _from_parts(
+        cls, header: dict[str, Any], bits: np.ndarray, digests: np.ndarray, answers: np.ndarray
+    ) -> DetectionMemory:
         memory = cls(
             str(header["key_id"]), capacity=int(header["capacity"]), repeats=int(header["repeats"])
         )
-        if key_id is not None:
-            memory.check_key(key_id)
-        if bits.size:
-            if bits.size * 64 != int(memory._mask) + 1 or bits.dtype != np.uint64:
-                raise DetectionError(f"{path}: the filter's size does not match its capacity")
-            memory._bits = bits.copy()
+        if bits.size and (bits.size * 64 != int(memory._mask) + 1 or bits.dtype != np.uint64):
+            raise ValueError("the filter's size does not match its capacity")
+        if digests.ndim != 2 or digests.shape[1] != 16 or answers.shape != (len(digests), 2):
+            raise ValueError("the table of answers is malformed")
+        memory._bits = bits.copy() if bits.size else None
         for digest, (score, count) in zip(digests, answers, strict=True):
             memory._answers[bytes(digest)] = (float(score), int(count))
         memory.pairs, memory.skipped, memory.texts = (

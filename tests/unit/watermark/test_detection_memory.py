@@ -10,6 +10,7 @@ that threshold would fail for a correct detector on a fresh seed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 
@@ -173,6 +174,18 @@ def test_save_load_round_trip_private_and_refuses_hostile_files(tmp_path):
         (tmp_path / "bad.npz").write_bytes(bad)
         with pytest.raises(DetectionError, match="not a detection memory"):
             DetectionMemory.load(tmp_path / "bad.npz")
+    # Well-formed archives with damaged contents are refused too, never half-loaded.
+    good = dict(np.load(path, allow_pickle=False))
+    header = json.loads(str(good["header"]))
+    for name, value in (
+        ("header", np.array(json.dumps({k: v for k, v in header.items() if k != "pairs"}))),
+        ("bits", good["bits"][:-1]),
+        ("digests", good["digests"][:, :8]),
+        ("answers", good["answers"][:-1]),
+    ):
+        np.savez(tmp_path / "damaged.npz", **{**good, name: value})
+        with pytest.raises(DetectionError, match="damaged detection memory"):
+            DetectionMemory.load(tmp_path / "damaged.npz")
     # A missing file is a new, empty memory (the threat model: deleting it forgets pairs).
     assert DetectionMemory.open(tmp_path / "none.npz", key.key_id).pairs == 0
 
