@@ -147,7 +147,9 @@ def test_memory_is_bound_to_its_key_and_scheme():
     with pytest.raises(ConfigError, match="gumbel"):
         Watermarker(exp_key).detect([1, 2, 3], memory=DetectionMemory(exp_key.key_id))
     with pytest.raises(ConfigError, match="DetectionMemory"):
-        Watermarker(key).detect([1, 2, 3], memory={"pairs": []})
+        Watermarker(key).detect([1, 2, 3], memory=[1, 2, 3])
+    with pytest.raises(ConfigError, match="no detection memory for key"):
+        Watermarker(key).detect([1, 2, 3], memory={other.key_id: DetectionMemory(other.key_id)})
     with pytest.raises(ConfigError, match="capacity"):
         DetectionMemory(key.key_id, capacity=0)
     with pytest.raises(ConfigError, match="key_id"):
