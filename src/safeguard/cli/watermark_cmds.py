@@ -456,10 +456,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return _summarize(counts, args.fpr, "with watermarked spans" if localize else "flagged")
 
 
-def _memory_path(folder: str, key_id: str) -> Path:
-    return Path(folder) / f"{key_id}.memory.npz"
-
-
 def _open_memories(folder: str | None, keys: list[Any], args: argparse.Namespace) -> dict[str, Any]:
     """``--memory DIR``: each key's :class:`DetectionMemory` (new ones for keys not seen before)."""
     if folder is None:
@@ -479,17 +475,15 @@ def _open_memories(folder: str | None, keys: list[Any], args: argparse.Namespace
     others = [f"{k.key_id} ({k.scheme})" for k in keys if k.scheme != "gumbel"]
     if others:
         raise ConfigError(f"--memory is for gumbel keys; got {', '.join(others)}")
-    path = Path(folder)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--memory (={folder}) must be a folder; it is a file")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return {k.key_id: DetectionMemory.open(_memory_path(folder, k.key_id), k.key_id) for k in keys}
+    return {k.key_id: DetectionMemory.open_in(folder, k.key_id) for k in keys}
 
 
 def _save_memories(folder: str | None, memories: dict[str, Any]) -> None:
     """Write each memory back (also after an error: the pairs already scored stay scored)."""
+    from safeguard.watermark.memory import memory_file
+
     for key_id, memory in memories.items():
-        memory.save(_memory_path(folder, key_id))  # type: ignore[arg-type]
+        memory.save(memory_file(folder, key_id))  # type: ignore[arg-type]
         if memory.over_capacity:
             sys.stderr.write(
                 f"safeguard: warning: the detection memory of key {key_id} holds {memory.pairs} "

@@ -8,6 +8,7 @@ so a text is always tokenized the way the key's generations were.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from safeguard._files import warn_if_readable_by_others
 from safeguard.errors import ConfigError, KeyFileError
 from safeguard.serve.config import ServerConfig
 
-__all__ = ["KeyEntry", "KeyRing", "MemorySaver", "memory_path"]
+__all__ = ["KeyEntry", "KeyRing", "MemorySaver"]
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +46,14 @@ class KeyEntry:
         return f"KeyEntry({self.key_id}, scheme={self.scheme}, tokenizer={self.tokenizer_id})"
 
 
-def memory_path(folder: Path, key_id: str) -> Path:
-    """Where the detection memory of ``key_id`` lives (the CLI's ``--memory`` layout too)."""
-    return Path(folder) / f"{key_id}.memory.npz"
-
-
 def _memory(config: ServerConfig, key: Any) -> Any:
     """The key's detection memory when ``detection_memory`` is set (gumbel keys), else None."""
     if config.detection_memory is None or key.scheme != "gumbel":
         return None
     from safeguard.watermark import DetectionMemory
 
-    folder = Path(config.detection_memory)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"detection_memory (={folder}) must be a folder; it is a file")
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return DetectionMemory.open(
-        memory_path(folder, key.key_id), key.key_id, capacity=config.detection_memory_capacity
+    return DetectionMemory.open_in(
+        config.detection_memory, key.key_id, capacity=config.detection_memory_capacity
     )
 
 
@@ -154,9 +146,11 @@ class KeyRing:
         """Write every key's detection memory into ``folder`` (no-op without one)."""
         if folder is None:
             return
+        from safeguard.watermark.memory import memory_file
+
         for entry in self._entries.values():
             if entry.memory is not None:
-                entry.memory.save(memory_path(folder, entry.key_id))
+                entry.memory.save(memory_file(folder, entry.key_id))
 
     def keys_of(self, tenant: str) -> tuple[str, ...]:
         """Key ids ``tenant`` may use, in configuration order."""
@@ -183,8 +177,6 @@ class MemorySaver:
     """
 
     def __init__(self, ring: KeyRing, folder: Path | None, every: float, clock: Any) -> None:
-        import threading
-
         self.ring, self.folder, self.every, self.clock = ring, folder, every, clock
         self._last = clock()
         self._lock = threading.Lock()

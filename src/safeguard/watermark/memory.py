@@ -55,7 +55,7 @@ import numpy as np
 from safeguard.errors import ConfigError, DetectionError
 from safeguard.watermark.prf import splitmix64
 
-__all__ = ["DEFAULT_MEMORY_CAPACITY", "DetectionMemory"]
+__all__ = ["DEFAULT_MEMORY_CAPACITY", "DetectionMemory", "memory_file"]
 
 #: Default pair capacity: 2**22 pairs (about 20,000 texts of 200 tokens) in 8 MiB.
 DEFAULT_MEMORY_CAPACITY = 1 << 22
@@ -104,9 +104,9 @@ class DetectionMemory:
 
     >>> memory = DetectionMemory("k1", capacity=1024)
     >>> words = np.array([11, 12, 13], dtype=np.uint64)
-    >>> memory.claim(words, np.array([0, 0, 1])).tolist()
+    >>> memory.claim(words).tolist()
     [True, True, True]
-    >>> memory.claim(words[:2], np.array([0, 0])).tolist()
+    >>> memory.claim(words[:2]).tolist()
     [False, False]
     """
 
@@ -171,7 +171,7 @@ class DetectionMemory:
         bit = (self._bits[probes >> np.uint64(6)] >> (probes & np.uint64(63))) & np.uint64(1)
         return bit.all(axis=1).astype(bool)
 
-    def claim(self, words: np.ndarray, text_ids: np.ndarray) -> np.ndarray:
+    def claim(self, words: np.ndarray) -> np.ndarray:
         """Which pairs to score: the first sighting of each pair, in order, over all texts ever.
 
         ``words`` are pair words in scoring order (texts in order, positions in order); a
@@ -289,3 +289,27 @@ class DetectionMemory:
         if Path(path).exists():
             return cls.load(path, key_id=key_id)
         return cls(key_id, capacity=capacity)
+
+    @classmethod
+    def open_in(
+        cls,
+        folder: str | os.PathLike[str],
+        key_id: str,
+        *,
+        capacity: int = DEFAULT_MEMORY_CAPACITY,
+    ) -> DetectionMemory:
+        """The memory of ``key_id`` in a memory folder (created with mode 0700 if missing).
+
+        The layout ``safeguard detect --memory DIR`` and the detection service share: one
+        ``<key id>.memory.npz`` per key (:func:`memory_file`).
+        """
+        path = Path(folder)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"the detection memory folder {path} must be a folder; it is a file")
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return cls.open(memory_file(path, key_id), key_id, capacity=capacity)
+
+
+def memory_file(folder: str | os.PathLike[str], key_id: str) -> Path:
+    """Where the memory of ``key_id`` lives in a memory folder."""
+    return Path(folder) / f"{key_id}.memory.npz"

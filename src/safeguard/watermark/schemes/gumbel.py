@@ -272,7 +272,7 @@ class GumbelScheme(Scheme):
         if memory is not None:
             # Whether a pair is skipped depends on context words and tokens only (the context
             # PRF), never on the pair's uniform (the token PRF): the kept terms stay Exp(1).
-            keep = memory.claim(pair_words(words, targets), ids)
+            keep = memory.claim(pair_words(words, targets))
             a, b, targets, ids = a[keep], b[keep], targets[keep], ids[keep]
         u = prf.uniforms(self.token_key, a, b, targets)
         return -np.log1p(-u), ids
